@@ -1,0 +1,6 @@
+"""Zemi: a T5 whose encoder output is fused with retrieved documents (Perceiver resampler + gated cross-attention).
+
+Entry modules keep the original repository's names (`modeling_t5`, `multi_task_fine_tune_xattn`, ...).
+"""
+
+__version__ = "0.1.0"
