@@ -1,0 +1,313 @@
+"""The models: published checkpoint layout, the semantics of the fusion, save/load and generate()."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from transformers import T5Config
+
+from tests.conftest import tiny_perceiver_config, tiny_t5_config
+from zemi.modeling_t5 import (
+    ARCHITECTURES,
+    CheckpointMismatchError,
+    PerceiverXattnConfig,
+    T5ForConditionalGenerationFiD,
+    T5ForConditionalGenerationMultiAug,
+    T5WithOwnLMHead,
+    build_model,
+    load_original_checkpoint,
+    model_from_config,
+)
+
+ZEMI = "SharedEncoderDecoder_MultiAug"
+MODEL_ARCHITECTURE = {"zemi": ZEMI, "fid": "FiD", "t5": "T5"}
+
+
+def batch(seed: int = 0, b: int = 3, m: int = 4, la: int = 7, length: int = 9, vocab: int = 96) -> dict:
+    g = torch.Generator().manual_seed(seed)
+    aug_attention_mask = torch.ones(b, m, la, dtype=torch.long)
+    aug_attention_mask[:, :, la - 2 :] = 0  # padded document tokens
+    aug_exist_idx = torch.ones(b, m, dtype=torch.long)
+    aug_exist_idx[1, 2:] = 0  # example 1 has two documents, example 2 has three
+    aug_exist_idx[2, 3:] = 0
+    aug_attention_mask[aug_exist_idx == 0] = 0
+    attention_mask = torch.ones(b, length, dtype=torch.long)
+    attention_mask[0, -3:] = 0
+    return {
+        "input_ids": torch.randint(2, vocab, (b, length), generator=g),
+        "attention_mask": attention_mask,
+        "aug_input_ids": torch.randint(2, vocab, (b, m, la), generator=g),
+        "aug_attention_mask": aug_attention_mask,
+        "aug_exist_idx": aug_exist_idx,
+        "labels": torch.randint(2, vocab, (b, 4), generator=g),
+    }
+
+
+def open_gates(model: T5ForConditionalGenerationMultiAug, value: float = 0.7) -> None:
+    with torch.no_grad():
+        for block in model.xattn_stack:
+            block.attn_gate.fill_(value)
+            block.ff_gate.fill_(value)
+
+
+def tiny_zemi(**fusion) -> T5ForConditionalGenerationMultiAug:
+    torch.manual_seed(0)
+    return T5ForConditionalGenerationMultiAug(tiny_t5_config(), tiny_perceiver_config(**fusion)).eval()
+
+
+# --- published layout --------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("size", ["base", "large"])
+@pytest.mark.parametrize("name", ["zemi", "fid", "t5"])
+def test_state_dict_and_parameter_count_match_the_published_checkpoints(reference_keys, size, name):
+    expected = reference_keys["models"][f"{name}_{size}"]
+    config = T5Config(**reference_keys["t5_config"][size])
+    with torch.device("meta"):
+        model = model_from_config(MODEL_ARCHITECTURE[name], config, reference_keys["perceiver_xattn_config"][size])
+    assert {k: list(v.shape) for k, v in model.state_dict().items()} == expected["state_dict"]
+    assert sum(p.numel() for p in model.parameters()) == expected["num_parameters"]
+
+
+def test_zemi_parameter_counts_are_the_papers(reference_keys):
+    counts = {}
+    for size in ("base", "large"):
+        with torch.device("meta"):
+            model = model_from_config(ZEMI, T5Config(**reference_keys["t5_config"][size]),
+                                      reference_keys["perceiver_xattn_config"][size])
+        counts[size] = sum(p.numel() for p in model.parameters())
+        if size == "base":
+            assert sum(p.numel() for p in model.perceiver_resampler.parameters()) == 3_991_296
+            assert sum(p.numel() for p in model.xattn_stack.parameters()) == 6_294_530
+    assert counts == {"base": 257_863_682, "large": 800_010_242}
+
+
+def test_committed_perceiver_configs_are_the_published_ones(reference_keys):
+    base = PerceiverXattnConfig.from_json("training/perceiver_configs/xattn_multi_aug_config_v1_v3_5aug.json")
+    large = PerceiverXattnConfig.from_json("training/perceiver_configs/xattn_multi_aug_config_v1_v3_5aug_t5_large.json")
+    published = reference_keys["perceiver_xattn_config"]
+    assert {k: v for k, v in base.to_dict().items() if k in published["base"]} == published["base"]
+    assert {k: v for k, v in large.to_dict().items() if k in published["large"]} == published["large"]
+
+
+# --- semantics of the fusion --------------------------------------------------------------------------------------
+
+
+def test_fresh_zemi_equals_its_backbone_bit_for_bit(tiny_t5_dir):
+    t5 = T5WithOwnLMHead.from_pretrained(tiny_t5_dir).eval()
+    zemi = build_model(ZEMI, tiny_t5_dir, tiny_perceiver_config()).eval()
+    inputs = batch()
+    with torch.no_grad():
+        plain = t5(input_ids=inputs["input_ids"], attention_mask=inputs["attention_mask"], labels=inputs["labels"])
+        fused = zemi(**inputs)
+    assert torch.equal(plain.logits, fused.logits)
+    assert torch.equal(plain.loss, fused.loss)
+
+
+def test_backbone_weights_are_loaded_and_lm_head_stays_separate(tiny_t5_dir):
+    t5 = T5WithOwnLMHead.from_pretrained(tiny_t5_dir)
+    zemi = build_model(ZEMI, tiny_t5_dir, tiny_perceiver_config())
+    assert zemi.lm_head.weight.data_ptr() != zemi.shared.weight.data_ptr()
+    assert not torch.equal(zemi.lm_head.weight, zemi.shared.weight)
+    t5_state = t5.state_dict()
+    for key, value in zemi.state_dict().items():
+        if key in t5_state:
+            assert torch.equal(value, t5_state[key]), key
+    block = zemi.xattn_stack[0]
+    assert block.attn_gate.item() == 0.0 and block.ff_gate.item() == 0.0
+    # xavier-normal: std = sqrt(2 / (fan_in + fan_out)); far from the backbone's N(0, 1) linear init.
+    weight = block.attn.to_q.weight
+    assert abs(weight.std().item() - (2 / sum(weight.shape)) ** 0.5) < 0.05
+
+
+def test_absent_slots_are_ignored_and_present_slots_are_read():
+    zemi = tiny_zemi()
+    open_gates(zemi)
+    inputs = batch()
+    with torch.no_grad():
+        reference = zemi(**inputs).logits
+        absent = dict(inputs, aug_input_ids=inputs["aug_input_ids"].clone())
+        absent["aug_input_ids"][1, 3] = (absent["aug_input_ids"][1, 3] + 5) % 96  # slot 3 of example 1 is absent
+        assert torch.equal(zemi(**absent).logits, reference)
+        present = dict(inputs, aug_input_ids=inputs["aug_input_ids"].clone())
+        present["aug_input_ids"][1, 0] = (present["aug_input_ids"][1, 0] + 5) % 96
+        changed = zemi(**present).logits
+    assert not torch.allclose(changed[1], reference[1], atol=1e-4)
+    assert torch.equal(changed[0], reference[0]) and torch.equal(changed[2], reference[2])
+
+
+def test_dropping_trailing_absent_slots_equals_masking_them():
+    zemi = tiny_zemi()
+    open_gates(zemi)
+    inputs = batch()
+    inputs["aug_exist_idx"][:, 2:] = 0
+    inputs["aug_attention_mask"][:, 2:] = 0
+    dropped = {k: (v[:, :2] if k.startswith("aug_") else v) for k, v in inputs.items()}
+    with torch.no_grad():
+        assert torch.allclose(zemi(**inputs).logits, zemi(**dropped).logits, atol=1e-5, rtol=0)
+
+
+def test_resampler_ignores_padding_masks_like_the_original():
+    zemi = tiny_zemi()
+    open_gates(zemi)
+    inputs = batch()
+    changed = dict(inputs, aug_input_ids=inputs["aug_input_ids"].clone())
+    changed["aug_input_ids"][0, 0, -1] = (changed["aug_input_ids"][0, 0, -1] + 3) % 96  # a padded document token
+    with torch.no_grad():
+        assert not torch.allclose(zemi(**changed).logits[0], zemi(**inputs).logits[0], atol=1e-6)
+
+
+def test_fid_is_the_decoder_over_joined_per_document_encoder_states():
+    torch.manual_seed(0)
+    fid = T5ForConditionalGenerationFiD(tiny_t5_config()).eval()
+    inputs = batch()
+    with torch.no_grad():
+        logits = fid(**inputs).logits
+        b, m, la = inputs["aug_input_ids"].shape
+        states = torch.cat(
+            [fid.encoder(input_ids=inputs["aug_input_ids"][:, i], attention_mask=inputs["aug_attention_mask"][:, i])
+             .last_hidden_state for i in range(m)], dim=1)
+        mask = torch.cat([inputs["aug_attention_mask"][:, i] for i in range(m)], dim=1)
+        decoder_states = fid.decoder(input_ids=fid._shift_right(inputs["labels"]), encoder_hidden_states=states,
+                                     encoder_attention_mask=mask).last_hidden_state
+        by_hand = fid.lm_head(decoder_states)
+        without_aug_exist_idx = fid(**{k: v for k, v in inputs.items() if k != "aug_exist_idx"}).logits
+    assert torch.allclose(logits, by_hand, atol=1e-5, rtol=0)
+    assert torch.equal(logits, without_aug_exist_idx)
+
+
+def test_gradients_reach_the_fusion_modules_and_the_gates():
+    zemi = tiny_zemi().train()
+    zemi(**batch()).loss.backward()
+    block = zemi.xattn_stack[0]
+    assert block.attn_gate.grad.abs().item() > 0  # gates at 0 still learn
+    assert block.ff_gate.grad.abs().item() > 0
+    zemi.zero_grad()
+    open_gates(zemi)
+    zemi(**batch()).loss.backward()
+    for module in (zemi.perceiver_resampler, block.attn, block.ff):
+        assert all(p.grad is not None and p.grad.abs().sum() > 0 for p in module.parameters())
+    assert zemi.encoder.block[0].layer[0].SelfAttention.q.weight.grad.abs().sum() > 0
+
+
+def test_freeze_lm_trains_only_the_fusion_modules(tiny_t5_dir):
+    zemi = build_model(ZEMI, tiny_t5_dir, tiny_perceiver_config(freeze_lm=True))
+    trainable = {name.split(".")[0] for name, p in zemi.named_parameters() if p.requires_grad}
+    assert trainable == {"perceiver_resampler", "xattn_stack"}
+
+
+def test_no_tanh_gate_ablation_is_a_plain_residual_block(tiny_t5_dir):
+    model = build_model("SharedEncoderDecoder_MultiAug_NoTanhGate", tiny_t5_dir, tiny_perceiver_config()).eval()
+    assert not any("gate" in name for name, _ in model.named_parameters())
+    t5 = T5WithOwnLMHead.from_pretrained(tiny_t5_dir).eval()
+    inputs = batch()
+    with torch.no_grad():
+        plain = t5(input_ids=inputs["input_ids"], attention_mask=inputs["attention_mask"], labels=inputs["labels"])
+        assert not torch.allclose(model(**inputs).logits, plain.logits, atol=1e-4)
+
+
+def test_frozen_aug_encoder_ablation_starts_as_a_frozen_copy(tiny_t5_dir):
+    model = build_model("SharedEncoderDecoder_MultiAug_FrozenAugEncoder", tiny_t5_dir, tiny_perceiver_config())
+    assert model.fusion_config.separate_aug_encoder
+    for (name, a), (_, b) in zip(model.encoder.state_dict().items(), model.aug_encoder.state_dict().items()):
+        assert torch.equal(a, b), name
+    assert not any(p.requires_grad for p in model.aug_encoder.parameters())
+    open_gates(model)
+    model.train()(**batch()).loss.backward()
+    assert all(p.grad is None for p in model.aug_encoder.parameters())
+    assert model.encoder.block[0].layer[0].SelfAttention.q.weight.grad is not None
+
+
+# --- configuration errors -----------------------------------------------------------------------------------------
+
+
+def test_unknown_architecture_lists_the_valid_names():
+    with pytest.raises(ValueError) as err:
+        model_from_config("SharedEncoderDecoder_MultiAugX", tiny_t5_config(), tiny_perceiver_config())
+    for name in ARCHITECTURES:
+        assert name in str(err.value)
+
+
+def test_perceiver_dim_must_match_d_model():
+    with pytest.raises(ValueError, match="perceiver dim 48 does not match .* d_model 32"):
+        T5ForConditionalGenerationMultiAug(tiny_t5_config(), tiny_perceiver_config(dim=48))
+
+
+def test_perceiver_config_rejects_unknown_fields_and_bad_values(tmp_path):
+    path = tmp_path / "bad.json"
+    path.write_text('{"dim": 32, "num_latent": 64}')
+    with pytest.raises(ValueError, match=r"bad.json: unknown field\(s\) \['num_latent'\]"):
+        PerceiverXattnConfig.from_json(path)
+    with pytest.raises(ValueError, match="heads must be a positive integer"):
+        PerceiverXattnConfig.from_dict({"heads": 0})
+    with pytest.raises(ValueError, match="cannot read perceiver config"):
+        PerceiverXattnConfig.from_json(tmp_path / "missing.json")
+
+
+def test_more_slots_than_slot_embeddings_fails_clearly():
+    zemi = tiny_zemi(num_aug_sources=3)
+    with pytest.raises(ValueError, match="4 document slots given .* 3 .*--fit_aug_num"):
+        zemi(**batch(m=4))
+
+
+# --- save / load / generate ---------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("architecture", [ZEMI, "FiD", "SharedEncoderDecoder_MultiAug_NoTanhGate"])
+def test_save_pretrained_round_trip(tmp_path, architecture):
+    torch.manual_seed(1)
+    model = model_from_config(architecture, tiny_t5_config(), tiny_perceiver_config()).eval()
+    if isinstance(model, T5ForConditionalGenerationMultiAug) and model.fusion_config.gate == "tanh":
+        open_gates(model)
+    model.save_pretrained(tmp_path)
+    assert (tmp_path / "model.safetensors").exists()
+    loaded = build_model(architecture, tmp_path).eval()
+    assert type(loaded) is type(model)
+    inputs = batch()
+    with torch.no_grad():
+        assert torch.equal(model(**inputs).logits, loaded(**inputs).logits)
+    if isinstance(model, T5ForConditionalGenerationMultiAug):
+        assert loaded.fusion_config == model.fusion_config
+
+
+@pytest.mark.parametrize("architecture", [ZEMI, "FiD", "T5"])
+def test_published_step_file_round_trip(tmp_path, architecture):
+    torch.manual_seed(2)
+    model = model_from_config(architecture, tiny_t5_config(), tiny_perceiver_config()).eval()
+    if isinstance(model, T5ForConditionalGenerationMultiAug):
+        open_gates(model)
+    torch.save(model.state_dict(), tmp_path / "step_100")
+    fresh = model_from_config(architecture, tiny_t5_config(), tiny_perceiver_config()).eval()
+    load_original_checkpoint(fresh, tmp_path / "step_100")
+    inputs = batch()
+    if architecture == "T5":
+        inputs = {k: inputs[k] for k in ("input_ids", "attention_mask", "labels")}
+    with torch.no_grad():
+        assert torch.equal(model(**inputs).logits, fresh(**inputs).logits)
+    assert torch.equal(fresh.lm_head.weight, model.lm_head.weight)
+    assert not torch.equal(fresh.lm_head.weight, fresh.shared.weight)
+
+
+def test_step_file_of_another_architecture_names_the_mismatched_keys(tmp_path):
+    fid = model_from_config("FiD", tiny_t5_config())
+    torch.save(fid.state_dict(), tmp_path / "step_7")
+    zemi = tiny_zemi()
+    with pytest.raises(CheckpointMismatchError, match=r"(?s)step_7 does not fit .*missing keys.*perceiver_resampler"):
+        load_original_checkpoint(zemi, tmp_path / "step_7")
+
+
+@pytest.mark.parametrize("architecture", [ZEMI, "FiD"])
+@pytest.mark.parametrize("num_beams", [1, 3])
+def test_generate_with_missing_documents(architecture, num_beams):
+    torch.manual_seed(3)
+    model = model_from_config(architecture, tiny_t5_config(), tiny_perceiver_config()).eval()
+    if isinstance(model, T5ForConditionalGenerationMultiAug):
+        open_gates(model)
+    inputs = {k: v for k, v in batch().items() if k != "labels"}
+    out = model.generate(**inputs, max_new_tokens=5, num_beams=num_beams, do_sample=False)
+    assert out.shape[0] == 3 and 2 <= out.shape[1] <= 6
+    # The documents matter: the same call without them differs or fails, and greedy decoding is the argmax.
+    if num_beams == 1:
+        with torch.no_grad():
+            logits = model(**inputs, decoder_input_ids=out[:, :1]).logits
+        assert torch.equal(out[:, 1], logits[:, -1].argmax(-1))

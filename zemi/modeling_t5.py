@@ -1,0 +1,377 @@
+"""The T5 models of the paper: plain T5 (No Aug, Concat), FiD, and Zemi (`T5ForConditionalGenerationMultiAug`).
+
+All three subclass transformers' `T5ForConditionalGeneration`; FiD and Zemi only change how the encoder side is
+computed (`encode`), so decoding, loss, `generate()` and `save_pretrained` are the library's. State-dict keys are
+those of the authors' published checkpoints. Shapes: B batch, M document slots, La document tokens, L input tokens.
+"""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+import json
+import logging
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, NamedTuple
+
+import torch
+from torch import nn
+from transformers import T5Config, T5ForConditionalGeneration
+from transformers.modeling_outputs import BaseModelOutput, Seq2SeqLMOutput
+
+from zemi.modeling_xattn import GATES, GatedCrossAttentionBlock, PerceiverResampler
+
+logger = logging.getLogger(__name__)
+
+AUG_INPUT_NAMES = ("aug_input_ids", "aug_attention_mask", "aug_exist_idx")
+
+
+@dataclass
+class PerceiverXattnConfig:
+    """The fusion settings: the fields of `training/perceiver_configs/*.json`, plus our two ablation switches."""
+
+    dim: int = 768  # must equal the backbone's d_model
+    depth: int = 1  # resampler layers
+    dim_head: int = 64
+    heads: int = 8
+    num_latents: int = 64  # latents per document slot
+    num_aug_sources: int = 5  # document slots M
+    ff_mult: int = 2  # resampler feed-forward width multiplier
+    xattn_ff_mult: int = 4  # cross-attention block feed-forward width multiplier
+    freeze_lm: bool = False  # train only the fusion modules
+    cross_attn_every: int = 1  # kept for the original files; Zemi fuses once, on the encoder output
+    only_attend_immediate_media: bool = False  # kept for the original files; must stay False
+    num_xattn_layers: int = 1  # gated cross-attention blocks stacked on the encoder output
+    gate: str = "tanh"  # "none": the "no tanh gate" ablation
+    separate_aug_encoder: bool = False  # encode documents with a frozen copy of the encoder
+
+    @classmethod
+    def from_dict(cls, values: dict[str, Any], *, source: str = "perceiver config") -> PerceiverXattnConfig:
+        known = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(values) - known)
+        if unknown:
+            raise ValueError(f"{source}: unknown field(s) {unknown}; valid fields are {sorted(known)}")
+        config = cls(**values)
+        config.check(source=source)
+        return config
+
+    @classmethod
+    def from_json(cls, path: str | os.PathLike) -> PerceiverXattnConfig:
+        try:
+            values = json.loads(Path(path).read_text())
+        except (OSError, json.JSONDecodeError) as err:
+            raise ValueError(f"cannot read perceiver config {path}: {err}") from err
+        return cls.from_dict(values, source=str(path))
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    def check(self, *, d_model: int | None = None, source: str = "perceiver config") -> None:
+        positive = ("dim", "depth", "dim_head", "heads", "num_latents", "num_aug_sources", "ff_mult",
+                    "xattn_ff_mult", "num_xattn_layers")
+        for name in positive:
+            value = getattr(self, name)
+            if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+                raise ValueError(f"{source}: {name} must be a positive integer, got {value!r}")
+        if self.gate not in GATES:
+            raise ValueError(f"{source}: gate must be one of {GATES}, got {self.gate!r}")
+        if self.cross_attn_every != 1 or self.only_attend_immediate_media:
+            raise ValueError(
+                f"{source}: Zemi fuses documents once, on the encoder output; cross_attn_every must be 1 and "
+                "only_attend_immediate_media false (the values of the published configs)"
+            )
+        if d_model is not None and self.dim != d_model:
+            raise ValueError(
+                f"{source}: perceiver dim {self.dim} does not match the T5 backbone's d_model {d_model}; "
+                f"use training/perceiver_configs/xattn_multi_aug_config_v1_v3_5aug.json for t5-base (768) or "
+                f"..._t5_large.json for t5-large (1024), or set \"dim\": {d_model}"
+            )
+
+
+class Encoded(NamedTuple):
+    """What the decoder cross-attends to: states (B, S, D) and their mask (B, S)."""
+
+    hidden_states: torch.Tensor
+    attention_mask: torch.Tensor
+
+
+class T5WithOwnLMHead(T5ForConditionalGeneration):
+    """Plain T5, the No Aug and Concat model, and the base of FiD and Zemi.
+
+    transformers 5 always ties the LM head to the input embedding when it builds a T5; t5-lm-adapt (T5 v1.1)
+    has its own LM head, recorded in the config as `scale_decoder_outputs=False`. Tying it would silently merge two
+    different matrices when a published `step_N` checkpoint is loaded, so here the head is tied only when the
+    config says the checkpoint is an original (tied) T5.
+    """
+
+    def get_expanded_tied_weights_keys(self, all_submodels: bool = False) -> dict:
+        keys = super().get_expanded_tied_weights_keys(all_submodels=all_submodels)
+        if not getattr(self.config, "scale_decoder_outputs", True):
+            keys.pop("lm_head.weight", None)
+        return keys
+
+    def encode(self, input_ids: torch.Tensor, attention_mask: torch.Tensor, **unused: Any) -> Encoded:
+        """Encoder states of the prompted input (augmentation inputs, if any, are ignored)."""
+        hidden = self.encoder(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state  # (B, L, D)
+        return Encoded(hidden, attention_mask)
+
+
+class _DocumentFusedT5(T5WithOwnLMHead):
+    """Shared plumbing of FiD and Zemi: `forward` and `generate()` take the document inputs and call `encode`."""
+
+    def encode(self, input_ids, attention_mask, aug_input_ids, aug_attention_mask, aug_exist_idx=None) -> Encoded:
+        raise NotImplementedError
+
+    def forward(
+        self,
+        input_ids: torch.Tensor | None = None,
+        attention_mask: torch.Tensor | None = None,
+        aug_input_ids: torch.Tensor | None = None,
+        aug_attention_mask: torch.Tensor | None = None,
+        aug_exist_idx: torch.Tensor | None = None,
+        labels: torch.Tensor | None = None,
+        encoder_outputs: BaseModelOutput | tuple | None = None,
+        **kwargs: Any,
+    ) -> Seq2SeqLMOutput:
+        if encoder_outputs is None:
+            if aug_input_ids is None or aug_attention_mask is None:
+                raise ValueError(f"{type(self).__name__} needs aug_input_ids and aug_attention_mask (B, M, La)")
+            encoded = self.encode(input_ids, attention_mask, aug_input_ids, aug_attention_mask, aug_exist_idx)
+            encoder_outputs = BaseModelOutput(last_hidden_state=encoded.hidden_states)
+            attention_mask = encoded.attention_mask
+        return super().forward(attention_mask=attention_mask, encoder_outputs=encoder_outputs, labels=labels, **kwargs)
+
+    def _prepare_encoder_decoder_kwargs_for_generation(
+        self, inputs_tensor, model_kwargs, model_input_name, generation_config
+    ) -> dict[str, Any]:
+        # generate() encodes once before decoding; route that through `encode` so the documents are used, and
+        # hand the decoder the mask of what `encode` returned (for FiD: the joined document tokens).
+        aug = {name: model_kwargs.pop(name, None) for name in AUG_INPUT_NAMES}
+        if aug["aug_input_ids"] is None or aug["aug_attention_mask"] is None:
+            raise ValueError(f"{type(self).__name__}.generate() needs aug_input_ids and aug_attention_mask")
+        encoded = self.encode(inputs_tensor, model_kwargs.get("attention_mask"), **aug)
+        model_kwargs["encoder_outputs"] = BaseModelOutput(last_hidden_state=encoded.hidden_states)
+        model_kwargs["attention_mask"] = encoded.attention_mask
+        return model_kwargs
+
+
+class T5ForConditionalGenerationFiD(_DocumentFusedT5):
+    """Fusion-in-Decoder: each `input + "\\n" + document_i` is encoded alone; the decoder reads all of them joined.
+
+    The bare input is not encoded on its own (it is inside every augmentation text); `aug_exist_idx` is accepted
+    and ignored, padded slots being hidden from the decoder by `aug_attention_mask`.
+    """
+
+    def encode(self, input_ids, attention_mask, aug_input_ids, aug_attention_mask, aug_exist_idx=None) -> Encoded:
+        b, m, la = aug_input_ids.shape
+        states = self.encoder(
+            input_ids=aug_input_ids.reshape(b * m, la), attention_mask=aug_attention_mask.reshape(b * m, la)
+        ).last_hidden_state  # (B*M, La, D)
+        return Encoded(states.reshape(b, m * la, -1), aug_attention_mask.reshape(b, m * la))
+
+
+class T5ForConditionalGenerationMultiAug(_DocumentFusedT5):
+    """Zemi: T5 whose encoder output reads the retrieved documents through a Perceiver resampler and gated
+    cross-attention before the decoder sees it.
+
+    The shared encoder encodes the input (B, L) and every document slot (B*M, La); the resampler turns each slot
+    into `num_latents` vectors; the gated block(s) let every input position attend to the latents of the present
+    slots (`aug_exist_idx` 1). With the gates at 0 (fresh model) the output is exactly the backbone T5's.
+    """
+
+    def __init__(self, config: T5Config, perceiver_xattn_config: PerceiverXattnConfig | dict | None = None):
+        fusion = _perceiver_config_for(config, perceiver_xattn_config)
+        config.perceiver_xattn_config = fusion.to_dict()  # saved with the model by save_pretrained
+        super().__init__(config)
+        self.fusion_config = fusion
+        self.perceiver_resampler = PerceiverResampler(
+            dim=fusion.dim,
+            depth=fusion.depth,
+            dim_head=fusion.dim_head,
+            heads=fusion.heads,
+            num_latents=fusion.num_latents,
+            num_aug_sources=fusion.num_aug_sources,
+            ff_mult=fusion.ff_mult,
+        )
+        self.xattn_stack = nn.ModuleList(
+            GatedCrossAttentionBlock(
+                dim=fusion.dim, dim_head=fusion.dim_head, heads=fusion.heads, ff_mult=fusion.xattn_ff_mult,
+                gate=fusion.gate,
+            )
+            for _ in range(fusion.num_xattn_layers)
+        )
+        self.aug_encoder = copy.deepcopy(self.encoder) if fusion.separate_aug_encoder else None
+        self.apply_freezing()
+
+    def _init_weights(self, module: nn.Module) -> None:
+        # Called by transformers for modules that a checkpoint did not provide: the fusion modules keep their own
+        # initialisation (xavier-normal Linear layers, randn latents and slot embeddings, zero gates).
+        if isinstance(module, (PerceiverResampler, GatedCrossAttentionBlock)):
+            module.reset_parameters()
+        else:
+            super()._init_weights(module)
+
+    def fusion_modules(self) -> list[nn.Module]:
+        return [self.perceiver_resampler, self.xattn_stack]
+
+    def apply_freezing(self) -> None:
+        """`freeze_lm`: only the fusion modules train. A separate document encoder is always frozen."""
+        if self.fusion_config.freeze_lm:
+            fusion_params = {id(p) for module in self.fusion_modules() for p in module.parameters()}
+            for param in self.parameters():
+                param.requires_grad_(id(param) in fusion_params)
+        if self.aug_encoder is not None:
+            self.aug_encoder.requires_grad_(False)
+
+    def copy_encoder_to_aug_encoder(self) -> None:
+        """Start the separate document encoder as a frozen copy of the (pretrained) shared encoder."""
+        if self.aug_encoder is not None:
+            self.aug_encoder.load_state_dict(self.encoder.state_dict())
+            self.aug_encoder.requires_grad_(False)
+
+    def encode(self, input_ids, attention_mask, aug_input_ids, aug_attention_mask, aug_exist_idx=None) -> Encoded:
+        hidden = self.encoder(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state  # (B, L, D)
+        b, m, la = aug_input_ids.shape
+        doc_encoder = self.aug_encoder if self.aug_encoder is not None else self.encoder
+        with torch.set_grad_enabled(torch.is_grad_enabled() and self.aug_encoder is None):
+            docs = doc_encoder(
+                input_ids=aug_input_ids.reshape(b * m, la), attention_mask=aug_attention_mask.reshape(b * m, la)
+            ).last_hidden_state  # (B*M, La, D)
+        media = self.perceiver_resampler(docs.reshape(b, m, la, -1))  # (B, M, num_latents, D)
+        for block in self.xattn_stack:
+            hidden = block(hidden, media, aug_exist_idx)  # (B, L, D)
+        return Encoded(hidden, attention_mask)
+
+
+def _perceiver_config_for(config: T5Config, given: PerceiverXattnConfig | dict | None) -> PerceiverXattnConfig:
+    if given is None:
+        given = getattr(config, "perceiver_xattn_config", None)
+        if given is None:
+            raise ValueError(
+                "T5ForConditionalGenerationMultiAug needs perceiver_xattn_config (a dict or PerceiverXattnConfig, "
+                "e.g. from training/perceiver_configs/*.json)"
+            )
+    fusion = given if isinstance(given, PerceiverXattnConfig) else PerceiverXattnConfig.from_dict(dict(given))
+    fusion.check(d_model=config.d_model)
+    return fusion
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Registry: the original --model_architecture names, plus "T5" for the No Aug and Concat baselines.
+
+
+@dataclass(frozen=True)
+class Architecture:
+    model_class: type[T5WithOwnLMHead]
+    fusion_overrides: dict[str, Any] = dataclasses.field(default_factory=dict)
+
+    @property
+    def uses_documents(self) -> bool:
+        return issubclass(self.model_class, _DocumentFusedT5)
+
+    @property
+    def needs_perceiver_config(self) -> bool:
+        return issubclass(self.model_class, T5ForConditionalGenerationMultiAug)
+
+
+ARCHITECTURES: dict[str, Architecture] = {
+    "SharedEncoderDecoder_MultiAug": Architecture(T5ForConditionalGenerationMultiAug),
+    "SharedEncoderDecoder_MultiAug_NoTanhGate": Architecture(T5ForConditionalGenerationMultiAug, {"gate": "none"}),
+    "SharedEncoderDecoder_MultiAug_FrozenAugEncoder": Architecture(
+        T5ForConditionalGenerationMultiAug, {"separate_aug_encoder": True}
+    ),
+    "FiD": Architecture(T5ForConditionalGenerationFiD),
+    "T5": Architecture(T5WithOwnLMHead),
+}
+
+
+def get_architecture(name: str) -> Architecture:
+    try:
+        return ARCHITECTURES[name]
+    except KeyError:
+        raise ValueError(f"unknown model architecture {name!r}; valid names: {sorted(ARCHITECTURES)}") from None
+
+
+def resolve_perceiver_config(
+    architecture: str, perceiver_config: PerceiverXattnConfig | dict | str | os.PathLike | None
+) -> PerceiverXattnConfig | None:
+    """The fusion settings for `architecture`: the given config (object, dict or JSON path) plus the
+    architecture's ablation switches; None for architectures without fusion modules."""
+    arch = get_architecture(architecture)
+    if not arch.needs_perceiver_config:
+        return None
+    if perceiver_config is None:
+        raise ValueError(f"architecture {architecture} needs a perceiver config (--perceiver_config PATH)")
+    if isinstance(perceiver_config, (str, os.PathLike)):
+        perceiver_config = PerceiverXattnConfig.from_json(perceiver_config)
+    elif isinstance(perceiver_config, dict):
+        perceiver_config = PerceiverXattnConfig.from_dict(perceiver_config)
+    return dataclasses.replace(perceiver_config, **arch.fusion_overrides)
+
+
+def model_from_config(
+    architecture: str, t5_config: T5Config, perceiver_config: PerceiverXattnConfig | dict | str | None = None
+) -> T5WithOwnLMHead:
+    """A randomly initialised model (tests, benchmarks; build under `torch.device("meta")` to only count)."""
+    fusion = resolve_perceiver_config(architecture, perceiver_config)
+    model_class = get_architecture(architecture).model_class
+    config = copy.deepcopy(t5_config)
+    return model_class(config, fusion) if fusion is not None else model_class(config)
+
+
+def build_model(
+    architecture: str,
+    model_name_or_path: str | os.PathLike,
+    perceiver_config: PerceiverXattnConfig | dict | str | None = None,
+    **from_pretrained_kwargs: Any,
+) -> T5WithOwnLMHead:
+    """Load every backbone weight of a T5 checkpoint (hub name or directory) into `architecture`; only the new
+    fusion modules start fresh. Also loads our own saved Zemi/FiD directories (their config carries the fusion
+    settings)."""
+    arch = get_architecture(architecture)
+    config = T5Config.from_pretrained(model_name_or_path)
+    saved_fusion = getattr(config, "perceiver_xattn_config", None)  # set in our own saved Zemi directories
+    fusion = resolve_perceiver_config(architecture, perceiver_config or saved_fusion)
+    if fusion is not None:
+        # Fail before loading (or downloading) any weights.
+        fusion.check(d_model=config.d_model, source=f"perceiver config for {model_name_or_path}")
+        config.perceiver_xattn_config = fusion.to_dict()
+    model = arch.model_class.from_pretrained(model_name_or_path, config=config, **from_pretrained_kwargs)
+    if isinstance(model, T5ForConditionalGenerationMultiAug):
+        if saved_fusion is None:
+            model.copy_encoder_to_aug_encoder()  # a plain T5 backbone: the document encoder starts as its copy
+        model.apply_freezing()  # loading replaces parameters, and with them their requires_grad flags
+    return model
+
+
+class CheckpointMismatchError(ValueError):
+    """A state dict whose keys or shapes do not fit the model it is loaded into."""
+
+
+def check_state_dict_fits(model: nn.Module, state_dict: dict[str, torch.Tensor], *, source: str) -> None:
+    expected = {name: tuple(t.shape) for name, t in model.state_dict().items()}
+    missing = sorted(set(expected) - set(state_dict))
+    unexpected = sorted(set(state_dict) - set(expected))
+    wrong_shape = sorted(
+        f"{name}: checkpoint {tuple(state_dict[name].shape)} vs model {expected[name]}"
+        for name in set(expected) & set(state_dict)
+        if tuple(state_dict[name].shape) != expected[name]
+    )
+    if missing or unexpected or wrong_shape:
+        parts = [f"{source} does not fit {type(model).__name__}:"]
+        for label, items in (("missing keys", missing), ("unexpected keys", unexpected), ("shape mismatches", wrong_shape)):
+            if items:
+                parts.append(f"  {len(items)} {label}: {items[:20]}{' ...' if len(items) > 20 else ''}")
+        raise CheckpointMismatchError("\n".join(parts))
+
+
+def load_original_checkpoint(model: nn.Module, path: str | os.PathLike) -> None:
+    """Load a published `step_N` file (a `torch.save` of the state dict) with `weights_only=True`, strictly."""
+    state_dict = torch.load(path, map_location="cpu", weights_only=True)
+    if not isinstance(state_dict, dict):
+        raise CheckpointMismatchError(f"{path} holds a {type(state_dict).__name__}, not a state dict")
+    check_state_dict_fits(model, state_dict, source=str(path))
+    model.load_state_dict(state_dict, strict=True)
+
