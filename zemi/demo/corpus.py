@@ -23,8 +23,11 @@ logger = logging.getLogger(__name__)
 DEMO_DIR = Path(__file__).resolve().parents[2] / "data" / "demo"
 CORPUS_PATH = DEMO_DIR / "corpus.jsonl.gz"
 
-# Documents stay short (about 64 tokens with the demo tokenizer) so the demo can encode 5 of them per example on CPU.
-MAX_WORDS = 48
+# Documents stay short (at most about 64 tokens with the demo tokenizer, 3.6 characters per token) so that the demo
+# can encode 5 of them per example on CPU.
+MAX_CHARS = 230
+MIN_DEFINITION_WORDS = 6
+MAX_WORDS_IN_HEAD = 4
 MAX_RELATIONS = 3
 POS_NAMES = {"n": "noun", "v": "verb", "a": "adjective", "r": "adverb"}
 
@@ -86,18 +89,33 @@ def relation_sentences(synset: Synset, synsets: dict[str, Synset]) -> list[str]:
 
 
 def document_text(synset: Synset, synsets: dict[str, Synset]) -> str:
-    """The document of one synset, cut to MAX_WORDS words by dropping the example, then shortening the definition."""
+    """The document of one synset: head, definition, relations, example, within MAX_CHARS characters.
+
+    The head and the relation sentences are always kept whole; the definition is shortened (never below
+    MIN_DEFINITION_WORDS words) and the example dropped to fit, so the facts tasks ask about sit in a reader's first
+    64 tokens.
+    """
     kind = POS_NAMES[synset.pos] + (f", {category(synset)}" if category(synset) else "")
-    words = ", ".join(dict.fromkeys(synset.words))  # keeps order, drops repeats such as "Pisces" and "pisces"
-    head = f"{words} ({kind}):"
+    words = list(dict.fromkeys(synset.words))[:MAX_WORDS_IN_HEAD]  # drops repeats such as "Pisces" and "pisces"
+    head = f"{', '.join(words)} ({kind}):"
     relations = " ".join(relation_sentences(synset, synsets))
+    room = MAX_CHARS - len(head) - len(relations) - 2
+    definition = _fit_words(synset.definition.split(), room - 1, MIN_DEFINITION_WORDS)
+    room -= len(definition) + 2
     example = f'Example: "{synset.examples[0]}"' if synset.examples else ""
-    definition = synset.definition.split()
-    budget = MAX_WORDS - len(head.split()) - len(relations.split())
-    if example and len(definition) + len(example.split()) > budget:
+    if len(example) > room:
         example = ""
-    definition = " ".join(definition[:max(budget, 4)])
     return " ".join(part for part in (head, _sentence(definition), relations, example) if part)
+
+
+def _fit_words(words: list[str], max_chars: int, min_words: int) -> str:
+    """The longest prefix of `words` within max_chars characters, but at least min_words words."""
+    kept = words[:min_words]
+    for word in words[min_words:]:
+        if len(" ".join(kept + [word])) > max_chars:
+            break
+        kept.append(word)
+    return " ".join(kept)
 
 
 def iter_documents(synsets: dict[str, Synset]) -> Iterator[dict[str, str]]:
