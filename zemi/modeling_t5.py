@@ -26,6 +26,12 @@ from zemi.modeling_xattn import GATES, GatedCrossAttentionBlock, PerceiverResamp
 logger = logging.getLogger(__name__)
 
 AUG_INPUT_NAMES = ("aug_input_ids", "aug_attention_mask", "aug_exist_idx")
+MODEL_INPUT_NAMES = ("input_ids", "attention_mask") + AUG_INPUT_NAMES
+
+
+def model_inputs(batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """The entries of a collated batch that the models' `forward` and `encode` take."""
+    return {name: batch[name] for name in MODEL_INPUT_NAMES if name in batch}
 
 
 @dataclass

@@ -1,0 +1,193 @@
+"""Typed, validated configuration of the training and evaluation entry points.
+
+Every option is a dataclass field documented once; the command line keeps the original flag names (and their
+short aliases) so the authors' commands still work. Impossible values fail at start-up with the flag's name.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import logging
+from dataclasses import dataclass, field
+from typing import Any, Sequence
+
+logger = logging.getLogger(__name__)
+
+SCHEDULERS = ("linear", "cosine", "cosine_with_restarts", "polynomial", "constant", "constant_with_warmup")
+
+
+def option(default: Any, help: str, *flags: str, **argparse_kwargs: Any):
+    """A config field with its command-line flags (the first long flag is `--<field name>` unless given)."""
+    return field(default=default, metadata={"help": help, "flags": flags, "argparse": argparse_kwargs})
+
+
+@dataclass
+class TrainConfig:
+    # what to train
+    output_dir: str = option(None, "Run directory: checkpoints, args.json, results.csv", "-o", "--output_dir", required=True)
+    lm_name: str = option(None, "Backbone T5 (hub name or directory), e.g. google/t5-base-lm-adapt", "-m", "--lm_name",
+                          "--model_name_or_path")
+    model_architecture: str = option("T5", "SharedEncoderDecoder_MultiAug[_NoTanhGate|_FrozenAugEncoder], FiD, or T5")
+    perceiver_config: str | None = option(None, "JSON of the fusion settings (training/perceiver_configs/)")
+    concat_input_at_augmentation: bool = option(False, "Prefix every document with the input (FiD)", "-cia")
+    concat_aug_num: int = option(0, "Concat baseline: documents appended to the input (0: No Aug)")
+    fit_aug_num: int = option(-1, "Take this many documents and fold them into the model's slots (-1: off)")
+    # data
+    dataset_root_path: str = option(None, "The 30aug root holding <dataset_dir>/<template>/", "-dr", required=True)
+    dataset_dir_names: list[str] = option((), "Training mixture dataset dirs", "-ddn", nargs="+")
+    sample_n: int = option(2, "Templates sampled per dataset (-1: all)", "-sample_n")
+    num_shots: int | None = option(None, "Training examples kept per template (few-shot)", "-ns")
+    max_length: int = option(1024, "Input tokens", "-il")
+    aug_max_length: int = option(256, "Tokens per document")
+    target_max_length: int = option(256, "Target tokens", "-tl")
+    input_eos: bool = option(False, "Append EOS to inputs and documents (T0 and Zemi do not)", "-ie")
+    pad_to_max_length: bool = option(False, "Pad to the max lengths instead of the batch's longest", "-pml")
+    num_proc: int = option(1, "Processes for tokenisation")
+    debug: bool = option(False, "Use only the first 100 training and validation examples", "-db")
+    cache_dir: str | None = option(None, "Tokenised-dataset cache (default: <output_dir>/tokenized_cache)")
+    config_name: str | None = option(None, "T5 config, if not the backbone's", "-cf")
+    tokenizer_name: str | None = option(None, "Tokenizer, if not the backbone's", "-tk")
+    # recipe
+    learning_rate: float = option(1e-4, "AdamW learning rate", "-lr")
+    weight_decay: float = option(0.01, "AdamW weight decay (0 for biases and LayerNorm weights)", "-wd")
+    lr_scheduler_type: str = option("cosine", "Learning-rate schedule", "-ls", choices=SCHEDULERS)
+    warmup_ratio: float = option(0.25, "Warm-up steps as a fraction of all steps", "-wr")
+    num_warmup_steps: int = option(0, "Warm-up steps (overrides --warmup_ratio when > 0)", "-ws")
+    num_train_epochs: int = option(10, "Epochs", "-ep")
+    max_train_steps: int | None = option(None, "Optimizer steps (overrides --num_train_epochs)", "-ms")
+    per_device_train_batch_size: int = option(4, "Training batch per process", "-tb")
+    per_device_eval_batch_size: int = option(4, "Validation batch per process", "-eb")
+    gradient_accumulation_steps: int = option(1, "Micro-batches per optimizer step", "-ga")
+    seed: int = option(42, "Seed of template sampling, data order and initialisation", "-sd")
+    loss_reduction: str = option("global_tokens", "global_tokens: mean over every target token of the global batch "
+                                 "(independent of processes and accumulation); per_batch: the original's per-batch mean",
+                                 choices=("global_tokens", "per_batch"))
+    # checkpoints
+    save_model: bool = option(True, "Kept for the original commands; a checkpoint is always written per epoch")
+    checkpointing_steps: int | None = option(None, "Also save resumable training state every N optimizer steps")
+    resume_from_checkpoint: str | None = option(None, "'latest' or a state directory: continue an interrupted run")
+    saved_model_dir: str | None = option(None, "Start from this run directory's checkpoint (with --saved_model_step)")
+    saved_model_step: int | None = option(None, "Step of --saved_model_dir to start from")
+    # speed
+    mixed_precision: str = option("no", "no (fp32, as published), bf16 or fp16", choices=("no", "bf16", "fp16"))
+    attn_implementation: str = option("sdpa", "Attention kernels of the T5 stacks", choices=("sdpa", "eager"))
+    group_by_length: bool = option(False, "Batch examples of similar length together (less padding)")
+    dataloader_num_workers: int = option(0, "Data-loading worker processes")
+    torch_compile: bool = option(False, "torch.compile the model")
+    gradient_checkpointing: bool = option(False, "Recompute activations in the backward pass (less memory)")
+    # accepted for the original commands
+    parallelize: bool = option(False, "Ignored (model parallelism of old transformers)", "-pa")
+    wandb_proj: str | None = option(None, "Ignored (W&B logging is not built in)", "-wb")
+    wandb_run_name: str | None = option(None, "Ignored", "-wbrn")
+    use_slow_tokenizer: bool = option(False, "Ignored (transformers 5 tokenizers are fast)", "-st")
+    use_processed_dataset: bool = option(False, "Ignored (the 30aug data is always pre-processed)")
+    filter_dataset: bool = option(False, "Not supported: needs the authors' private task list", "-ftd")
+    do_eval: bool = option(False, "Not supported here: use eval_original_task_only[_xattn]")
+
+    def validate(self) -> None:
+        positive = ("max_length", "aug_max_length", "target_max_length", "num_train_epochs", "per_device_train_batch_size",
+                    "per_device_eval_batch_size", "gradient_accumulation_steps", "num_proc")
+        for name in positive:
+            if getattr(self, name) < 1:
+                raise ValueError(f"--{name} must be a positive integer, got {getattr(self, name)}")
+        if self.lm_name is None:
+            raise ValueError("--lm_name (or --model_name_or_path) is required: the backbone T5, e.g. google/t5-base-lm-adapt")
+        if not self.dataset_dir_names:
+            raise ValueError("--dataset_dir_names is required: the training mixture's dataset dirs")
+        if self.sample_n == 0 or self.sample_n < -1:
+            raise ValueError(f"--sample_n must be -1 (all templates) or a positive number, got {self.sample_n}")
+        if not 0 <= self.warmup_ratio <= 1:
+            raise ValueError(f"--warmup_ratio must be within [0, 1], got {self.warmup_ratio}")
+        if self.learning_rate <= 0 or self.weight_decay < 0:
+            raise ValueError("--learning_rate must be positive and --weight_decay non-negative")
+        if self.max_train_steps is not None and self.max_train_steps < 1:
+            raise ValueError(f"--max_train_steps must be positive, got {self.max_train_steps}")
+        if self.checkpointing_steps is not None and self.checkpointing_steps < 1:
+            raise ValueError(f"--checkpointing_steps must be positive, got {self.checkpointing_steps}")
+        if self.concat_aug_num < 0:
+            raise ValueError(f"--concat_aug_num must be >= 0, got {self.concat_aug_num}")
+        if (self.saved_model_dir is None) != (self.saved_model_step is None):
+            raise ValueError("--saved_model_dir and --saved_model_step go together")
+        if self.filter_dataset:
+            raise ValueError("--filter_dataset needs the authors' private P3 task list and is not supported; "
+                             "the 30aug data holds original-task templates only")
+        if self.do_eval:
+            raise ValueError("--do_eval is not supported by the training scripts; run zemi.eval_original_task_only_xattn")
+        for name in ("parallelize", "use_slow_tokenizer", "use_processed_dataset"):
+            if getattr(self, name):
+                logger.warning("--%s is accepted for compatibility and has no effect", name)
+        if self.wandb_proj:
+            logger.warning("--wandb_proj is ignored: W&B logging is not built in (see results.csv and train_log.csv)")
+
+
+@dataclass
+class EvalConfig:
+    processed_dataset_paths: list[str] = option((), "Template dirs to evaluate (a shell glob of <root>/<task>/*)",
+                                                "-pdp", nargs="+")
+    model_name_or_path: str = option(None, "A run directory (ours or the authors' download) or a T5 name",
+                                     required=True)
+    saved_model_step: int = option(-1, "Checkpoint step to evaluate; -1: every step_* in the run directory",
+                                   "--step_num")
+    output_dir: str = option(None, "Where results.json and results.csv go", required=True)
+    per_device_eval_batch_size: int = option(8, "Examples per batch and process (all their choices together)")
+    max_length: int | None = option(None, "Input tokens (default: the run's args.json, else 1024)")
+    aug_max_length: int | None = option(None, "Tokens per document (default: the run's args.json, else 256)")
+    target_max_length: int | None = option(None, "Answer-choice tokens (default: the run's args.json, else 256)")
+    concat_input_at_augmentation: bool = option(False, "FiD: prefix documents with the input (also read from args.json)")
+    fit_aug_num: int | None = option(None, "Fold this many documents into the slots (default: the run's value)")
+    concat_aug_num: int | None = option(None, "Concat baseline's documents (default: the run's args.json)")
+    lm_name: str | None = option(None, "Backbone (for config and tokenizer) when args.json does not say")
+    strict: bool = option(False, "Fail on a gold target missing from its answer choices instead of scoring choice 0")
+    mixed_precision: str = option("no", "no (fp32), bf16 or fp16", choices=("no", "bf16", "fp16"))
+    cache_dir: str | None = option(None, "Tokenised-dataset cache (default: <output_dir>/tokenized_cache)")
+    num_proc: int = option(1, "Processes for tokenisation")
+    debug: bool = option(False, "Evaluate only the first 100 examples of each template")
+
+    def validate(self) -> None:
+        if not self.processed_dataset_paths:
+            raise ValueError("--processed_dataset_paths is required: the template dirs to evaluate")
+        if self.per_device_eval_batch_size < 1:
+            raise ValueError(f"--per_device_eval_batch_size must be positive, got {self.per_device_eval_batch_size}")
+        for name in ("max_length", "aug_max_length", "target_max_length"):
+            value = getattr(self, name)
+            if value is not None and value < 1:
+                raise ValueError(f"--{name} must be positive, got {value}")
+
+
+def setup_logging(accelerator: Accelerator) -> None:
+    logging.basicConfig(format="%(asctime)s %(levelname)s %(name)s: %(message)s", level=logging.INFO)
+    if not accelerator.is_local_main_process:
+        logging.getLogger().setLevel(logging.ERROR)
+    for noisy in ("transformers", "datasets", "accelerate"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
+
+
+def build_parser(config_class: type, description: str) -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(description=description)
+    for f in dataclasses.fields(config_class):
+        meta = f.metadata
+        flags = [flag for flag in meta["flags"]]
+        if f"--{f.name}" not in flags:
+            flags.insert(0, f"--{f.name}")
+        kwargs = dict(meta["argparse"], dest=f.name, help=meta["help"])
+        if isinstance(f.default, bool):
+            kwargs.update(action="store_true", default=f.default)
+        else:
+            kwargs.setdefault("type", _parse_type(f.type))
+            if "required" not in kwargs:
+                kwargs["default"] = list(f.default) if isinstance(f.default, tuple) else f.default
+        parser.add_argument(*flags, **kwargs)
+    return parser
+
+
+def _parse_type(annotation: str):
+    base = annotation.replace(" | None", "").replace("list[", "").rstrip("]")
+    return {"str": str, "int": int, "float": float}[base]
+
+
+def parse_config(config_class: type, argv: Sequence[str] | None, description: str):
+    args = build_parser(config_class, description).parse_args(argv)
+    config = config_class(**vars(args))
+    config.validate()
+    return config
