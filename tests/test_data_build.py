@@ -1,0 +1,184 @@
+"""The 30aug builder: task specs, P3 template naming and prompting, and the real CLI on a fixture task."""
+
+from __future__ import annotations
+
+import random
+import shutil
+from pathlib import Path
+
+import pytest
+from datasets import load_from_disk
+
+from zemi.data import build
+from zemi.data.tasks import (
+    BUILTIN_TASKS,
+    TASK_GROUPS,
+    apply_template,
+    load_custom_task,
+    load_raw_splits,
+    load_templates,
+    prompt_split,
+    resolve_tasks,
+    template_dir_name,
+)
+
+REPO = Path(__file__).resolve().parents[1]
+FIXTURE_TASK = REPO / "tests" / "fixtures" / "retrieval" / "wordnet_acts"
+CORPUS = REPO / "data" / "demo" / "corpus.jsonl.gz"
+
+
+def _template(task, name):
+    return next(t for t in load_templates(task) if t.name == name)
+
+
+def test_builtin_tasks_are_the_authors_fifteen():
+    assert TASK_GROUPS["train"] == ["cos_e_v1.11", "cosmos_qa", "dream", "qasc", "quartz", "sciq", "social_i_qa",
+                                    "wiqa"]
+    assert TASK_GROUPS["eval"] == ["openbookqa_main", "piqa", "super_glue_wic", "super_glue_cb", "super_glue_copa",
+                                   "rotten_tomatoes", "hellaswag"]
+    assert sorted(BUILTIN_TASKS) == sorted(TASK_GROUPS["all"])
+    assert BUILTIN_TASKS["super_glue_wic"].query_fields == ("sentence1", "sentence2")
+    assert BUILTIN_TASKS["social_i_qa"].query_fields == ("context",)
+    for task in BUILTIN_TASKS.values():  # every promptsource 0.2.3 collection exists and has kept templates
+        templates = load_templates(task)
+        assert templates and all(t.metadata.original_task and t.metadata.choices_in_prompt for t in templates)
+
+
+@pytest.mark.parametrize(
+    "task, template, expected",
+    [
+        ("super_glue_copa", "…As a result, C1 or C2?", "super_glue_copa__As_a_result_C1_or_C2_"),
+        ("super_glue_cb", "claim true/false/inconclusive", "super_glue_cb_claim_true_false_inconclusive"),
+        ("cos_e_v1.11", "question_description_option_text", "cos_e_v1.11_question_description_option_text"),
+        ("rotten_tomatoes", "Sentiment with choices ", "rotten_tomatoes_Sentiment_with_choices_"),
+        ("super_glue_wic", "GPT-3-prompt-with-label", "super_glue_wic_GPT_3_prompt_with_label"),
+        ("hellaswag", "Predict ending with hint", "hellaswag_Predict_ending_with_hint"),
+    ],
+)
+def test_template_dirs_have_p3_names(task, template, expected):
+    spec = BUILTIN_TASKS[task]
+    assert template in {t.name for t in load_templates(spec)}
+    assert template_dir_name(spec, template) == expected
+
+
+def test_apply_template_follows_p3():
+    cb = BUILTIN_TASKS["super_glue_cb"]
+    template = _template(cb, "can we infer")
+    example = {"premise": "It rained all day.", "hypothesis": "The ground is wet.", "label": 0, "idx": 3}
+    row = apply_template(template, example)
+    assert row == {"inputs_pretokenized": 'Suppose It rained all day. Can we infer that "The ground is wet."? '
+                                          "Yes, no, or maybe?",
+                   "targets_pretokenized": "Yes", "answer_choices": ["Yes", "No", "Maybe"]}
+    assert apply_template(template, {**example, "label": -1})["targets_pretokenized"] == "<NO LABEL>"
+
+
+def test_random_templates_are_reproducible_and_leave_global_random_alone():
+    hellaswag = BUILTIN_TASKS["hellaswag"]
+    template = _template(hellaswag, "Randomized prompts template")
+    examples = [{"ctx": f"A man is cooking dish {i}.", "endings": ["a", "b", "c", "d"], "label": "1",
+                 "activity_label": "Cooking", "ctx_a": "", "ctx_b": "", "ind": i, "source_id": "x",
+                 "split": "train", "split_type": "indomain"} for i in range(20)]
+    random.seed(123)
+    expected_next = random.Random(123).random()
+    first, _ = prompt_split(hellaswag, template, examples)
+    assert random.random() == expected_next
+    second, _ = prompt_split(hellaswag, template, examples)
+    assert first == second and len({row["inputs_pretokenized"][:30] for row in first}) > 1
+
+
+def test_custom_task_spec(tmp_path):
+    task = load_custom_task(FIXTURE_TASK)
+    assert (task.dataset_dir, task.query_fields, task.splits) == ("wordnet_acts", ("question",), ("train", "validation"))
+    assert [t.name for t in load_templates(task)] == ["Pick one... (A or B?)", "question with options"]
+    raw = load_raw_splits(task)
+    assert len(raw["train"]) == 26 and len(raw["validation"]) == 10
+    assert resolve_tasks([str(FIXTURE_TASK), "eval", "super_glue_cb"])[0] == task
+    assert len(resolve_tasks(["eval", "super_glue_cb"])) == 7
+    broken = tmp_path / "broken"
+    shutil.copytree(FIXTURE_TASK, broken)
+    (broken / "task.yaml").write_text("dataset_dir: broken\n")
+    with pytest.raises(ValueError, match="query_fields"):
+        load_custom_task(broken)
+    with pytest.raises(ValueError, match="unknown task"):
+        resolve_tasks(["no_such_task"])
+
+
+def test_shuffle_modes_permute_document_lists():
+    hits = {"a": {"train": [[(i, 1.0)] for i in range(0, 50)], "validation": [[(i, 1.0)] for i in range(50, 60)]},
+            "b": {"train": [[(i, 1.0)] for i in range(100, 150)]}}
+    assert build.shuffle_hits(hits, "none", 0) is hits
+    within = build.shuffle_hits(hits, "within_task", 0)
+    assert sorted(within["a"]["train"]) == hits["a"]["train"] and within["a"]["train"] != hits["a"]["train"]
+    assert sorted(within["b"]["train"]) == hits["b"]["train"]
+    across = build.shuffle_hits(hits, "across_tasks", 0)
+    assert sorted(across["a"]["train"] + across["b"]["train"]) == sorted(hits["a"]["train"] + hits["b"]["train"])
+    assert any(example[0][0] >= 100 for example in across["a"]["train"])  # documents of task b reached task a
+    assert sorted(across["a"]["validation"]) == hits["a"]["validation"]  # splits never mix
+    assert build.shuffle_hits(hits, "within_task", 0) == within
+
+
+def _run(output: Path, *extra: str) -> None:
+    build.main(["--tasks", str(FIXTURE_TASK), "--corpus", str(CORPUS), "--num_documents", "3000",
+                "--output", str(output), *extra])
+
+
+@pytest.fixture(scope="module")
+def built_root(tmp_path_factory):
+    root = tmp_path_factory.mktemp("data") / "30aug"
+    _run(root)
+    return root
+
+
+def test_cli_writes_the_30aug_layout(built_root):
+    task_dir = built_root / "wordnet_acts"
+    assert sorted(p.name for p in task_dir.iterdir()) == ["wordnet_acts_Pick_one..._A_or_B_",
+                                                          "wordnet_acts_question_with_options"]
+    assert not (built_root / build.PARTIAL_DIR).exists()
+    splits = load_from_disk(str(task_dir / "wordnet_acts_question_with_options"))
+    assert set(splits) == {"train", "validation"} and len(splits["train"]) == 26
+    assert splits["train"].features == build.output_features()
+    row = splits["train"][0]
+    assert row["inputs_pretokenized"].startswith("Question: What is the violent theft of an occupied car called?")
+    assert row["targets_pretokenized"] in row["answer_choices"]
+    hits_with_answer = 0
+    for row in splits["train"]:
+        scores = [doc["score"] for doc in row["chosen_examples"]]
+        assert 0 < len(scores) <= 30 and scores == sorted(scores, reverse=True)
+        hits_with_answer += row["targets_pretokenized"].split()[0].lower() in \
+            row["chosen_examples"][0]["inputs_pretokenized"].lower()
+    assert hits_with_answer >= 0.8 * len(splits["train"])  # BM25 finds the gloss that answers the question
+
+
+def test_training_and_evaluation_readers_accept_the_output(built_root):
+    from zemi.data.mixture import load_eval_templates, load_training_mixture
+
+    mixture = load_training_mixture(built_root, ["wordnet_acts"], sample_n=2)
+    assert len(mixture.train) == 2 and sum(len(d) for d in mixture.train) == 52
+    templates = load_eval_templates(mixture.template_dirs)
+    assert [len(t.dataset) for t in templates] == [10, 10]
+
+
+def test_rerun_skips_finished_templates_and_rebuilds_missing_ones(built_root):
+    kept = built_root / "wordnet_acts" / "wordnet_acts_question_with_options"
+    removed = built_root / "wordnet_acts" / "wordnet_acts_Pick_one..._A_or_B_"
+    stamp = (kept / "dataset_dict.json").stat().st_mtime_ns
+    shutil.rmtree(removed)
+    _run(built_root)
+    assert (kept / "dataset_dict.json").stat().st_mtime_ns == stamp
+    assert len(load_from_disk(str(removed))["validation"]) == 10
+    with pytest.raises(ValueError, match="built with"):
+        _run(built_root, "--query_words", "5")  # the cached hits were retrieved with 20-word queries
+
+
+def test_within_task_shuffle_gives_examples_other_documents(built_root, tmp_path):
+    shuffled_root = tmp_path / "30aug_shuffled"
+    _run(shuffled_root, "--shuffle_documents", "within_task", "--index_dir", f"{built_root}.bm25",
+         "--cache_dir", f"{built_root}.cache")
+    name = "wordnet_acts_question_with_options"
+    original = load_from_disk(str(built_root / "wordnet_acts" / name))["train"]
+    shuffled = load_from_disk(str(shuffled_root / "wordnet_acts" / name))["train"]
+    assert original["inputs_pretokenized"] == shuffled["inputs_pretokenized"]
+    key = lambda docs: tuple(d["inputs_pretokenized"] for d in docs)  # noqa: E731
+    assert sorted(map(key, original["chosen_examples"])) == sorted(map(key, shuffled["chosen_examples"]))
+    moved = sum(key(a) != key(b) for a, b in zip(original["chosen_examples"], shuffled["chosen_examples"]))
+    assert moved >= 20

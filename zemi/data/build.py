@@ -1,0 +1,239 @@
+"""Build the "30aug" data: raw task examples, BM25 documents retrieved from a corpus, promptsource templates.
+
+    python -m zemi.data.build --tasks all --corpus c4 --corpus_fraction 0.05 --output data/p3_c4/30aug
+
+writes `<output>/<dataset_dir>/<dataset_dir>_<template>/` (a DatasetDict per template). Reruns skip finished
+templates; the corpus store, the index and the retrieved hits are cached beside the output.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import random
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Sequence
+
+from zemi.data.tasks import TaskSpec, load_raw_splits, load_templates, prompt_split, resolve_tasks, template_dir_name
+from zemi.retrieval.corpus import STORE_FILE, DocumentStore, iter_documents
+from zemi.retrieval.examples import chosen_examples, retrieve_for_examples
+from zemi.retrieval.sharded import SHARDS_FILE, build_sharded_index, open_index
+
+logger = logging.getLogger("zemi.data.build")
+
+SHUFFLE_MODES = ("none", "within_task", "across_tasks")
+PARTIAL_DIR = ".partial"
+
+
+@dataclass
+class BuildConfig:
+    """Every option of the builder (the command-line flags have the same names)."""
+
+    tasks: list[str]  # groups (train, eval, all), built-in dataset dirs, or custom task directories
+    corpus: str  # "c4" or a local jsonl / parquet / arrow file or directory
+    output: str  # the 30aug root
+    num_documents: int | None = None  # index the first N corpus documents ...
+    corpus_fraction: float | None = None  # ... or this leading fraction (0.05 = the authors' 18,243,444 of C4)
+    text_field: str = "text"
+    document_words: int = 256  # documents are cut to their first N whitespace words
+    query_words: int = 20  # queries are cut to their first N whitespace words
+    documents_per_query: int = 30
+    documents_per_example: int = 30
+    index_dir: str | None = None  # default: <output>.bm25
+    cache_dir: str | None = None  # retrieved hits per task; default: <output>.cache
+    scoring: str = "lucene"
+    shard_size: int = 1_000_000
+    index_dtype: str = "float64"
+    num_workers: int = 1
+    elasticsearch_url: str | None = None  # retrieve with this server instead of the local index
+    elasticsearch_index: str = "zemi_corpus"
+    shuffle_documents: str = "none"  # ablations: give examples the documents of other examples
+    seed: int = 42
+    max_examples_per_split: int | None = None  # for quick trial builds
+
+    def __post_init__(self):
+        if self.shuffle_documents not in SHUFFLE_MODES:
+            raise ValueError(f"shuffle_documents must be one of {SHUFFLE_MODES}")
+        if self.num_documents is not None and self.corpus_fraction is not None:
+            raise ValueError("give --num_documents or --corpus_fraction, not both")
+        self.index_dir = self.index_dir or f"{self.output.rstrip('/')}.bm25"
+        self.cache_dir = self.cache_dir or f"{self.output.rstrip('/')}.cache"
+
+
+def output_features():
+    """The 30aug columns: prompted input and target, answer choices, and the retrieved documents with scores."""
+    from datasets import Features, List, Value
+
+    return Features({
+        "inputs_pretokenized": Value("string"),
+        "targets_pretokenized": Value("string"),
+        "answer_choices": List(Value("string")),
+        "chosen_examples": List({"inputs_pretokenized": Value("string"), "score": Value("float64")}),
+    })
+
+
+def record_settings(path: Path, settings: dict) -> None:
+    """Remember the settings a cache was made with; refuse to reuse it under different ones."""
+    if path.exists():
+        previous = json.loads(path.read_text())
+        if previous != settings:
+            raise ValueError(f"{path.parent} was built with {previous}, not {settings}: delete it or change paths")
+        return
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(settings, indent=2))
+
+
+def prepare_store(config: BuildConfig) -> DocumentStore:
+    """The corpus cut to `document_words` words per document, written once to `<index_dir>/documents.arrow`."""
+    path = Path(config.index_dir) / STORE_FILE
+    record_settings(Path(config.index_dir) / "corpus_settings.json", {
+        "corpus": config.corpus, "num_documents": config.num_documents, "corpus_fraction": config.corpus_fraction,
+        "text_field": config.text_field, "document_words": config.document_words, "scoring": config.scoring,
+        "index_dtype": config.index_dtype, "shard_size": config.shard_size})
+    if path.exists():
+        return DocumentStore.open(path)
+    texts = iter_documents(config.corpus, num_documents=config.num_documents, fraction=config.corpus_fraction,
+                           max_words=config.document_words, text_field=config.text_field)
+    return DocumentStore.write(path, texts)
+
+
+def prepare_index(config: BuildConfig, store: DocumentStore):
+    """The searchable index: a local sharded BM25 index (built once), or an Elasticsearch index."""
+    if config.elasticsearch_url:
+        from zemi.retrieval.elastic import ElasticsearchIndex
+
+        index = ElasticsearchIndex.connect(config.elasticsearch_url, config.elasticsearch_index)
+        if not index.client.indices.exists(index=config.elasticsearch_index):
+            index.create()
+            for start, texts in store.iter_slices(100_000):
+                index.add(texts, first_id=start)
+        return index
+    if (Path(config.index_dir) / SHARDS_FILE).exists():
+        return open_index(config.index_dir)
+    return build_sharded_index(store, config.index_dir, shard_size=config.shard_size, scoring=config.scoring,
+                               dtype=config.index_dtype, num_workers=config.num_workers)
+
+
+def retrieve_task(task: TaskSpec, raw: dict[str, list[dict]], index, config: BuildConfig) -> dict[str, list]:
+    """Hits per raw example of each split (shared by all templates), cached as JSON under `cache_dir`."""
+    record_settings(Path(config.cache_dir) / "retrieval_settings.json", {
+        "index_dir": str(Path(config.index_dir).resolve()), "elasticsearch_url": config.elasticsearch_url,
+        "query_words": config.query_words, "documents_per_query": config.documents_per_query,
+        "documents_per_example": config.documents_per_example,
+        "max_examples_per_split": config.max_examples_per_split})
+    hits = {}
+    for split, examples in raw.items():
+        path = Path(config.cache_dir) / task.dataset_dir / f"{split}.json"
+        if path.exists():
+            hits[split] = [[tuple(hit) for hit in example] for example in json.loads(path.read_text())]
+            continue
+        hits[split] = retrieve_for_examples(index, examples, task.query_fields,
+                                            per_query=config.documents_per_query,
+                                            per_example=config.documents_per_example,
+                                            query_words=config.query_words)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.with_suffix(".partial").write_text(json.dumps(hits[split]))
+        os.replace(path.with_suffix(".partial"), path)
+    return hits
+
+
+def shuffle_hits(hits: dict[str, dict[str, list]], mode: str, seed: int) -> dict[str, dict[str, list]]:
+    """Ablations: each example gets another example's documents, drawn within its task and split
+    (`within_task`) or from the same split of every task (`across_tasks`); `none` returns `hits` unchanged."""
+    if mode == "none":
+        return hits
+    rng = random.Random(seed)
+    shuffled = {task: {} for task in hits}
+    groups: dict[tuple, list[tuple[str, str]]] = {}
+    for task, splits in hits.items():
+        for split in splits:
+            key = (task, split) if mode == "within_task" else (split,)
+            groups.setdefault(key, []).append((task, split))
+    for members in groups.values():
+        pool = [example_hits for task, split in members for example_hits in hits[task][split]]
+        rng.shuffle(pool)
+        for task, split in members:
+            count = len(hits[task][split])
+            shuffled[task][split], pool = pool[:count], pool[count:]
+    return shuffled
+
+
+def write_template(task: TaskSpec, template, raw: dict[str, list[dict]], hits: dict[str, list],
+                   store: DocumentStore, output: Path) -> bool:
+    """Write one template's DatasetDict, atomically (built under `.partial`, then renamed); False if it exists."""
+    from datasets import Dataset, DatasetDict
+
+    name = template_dir_name(task, template.name)
+    final = output / task.dataset_dir / name
+    if final.exists():
+        return False
+    splits = {}
+    for split, examples in raw.items():
+        rows, sources = prompt_split(task, template, examples)
+        doc_ids = sorted({doc for source in sources for doc, _ in hits[split][source]})
+        texts = dict(zip(doc_ids, store.texts(doc_ids)))
+        for row, source in zip(rows, sources):
+            example_hits = hits[split][source]
+            row["chosen_examples"] = chosen_examples(example_hits, [texts[doc] for doc, _ in example_hits])
+        splits[split] = Dataset.from_list(rows, features=output_features())
+    partial = output / PARTIAL_DIR / name
+    shutil.rmtree(partial, ignore_errors=True)
+    DatasetDict(splits).save_to_disk(str(partial))
+    final.parent.mkdir(parents=True, exist_ok=True)
+    os.replace(partial, final)
+    logger.info("wrote %s (%s)", final, ", ".join(f"{s}: {len(d)}" for s, d in splits.items()))
+    return True
+
+
+def build(config: BuildConfig) -> Path:
+    """Build every template of every task into `config.output`; returns the output root."""
+    output = Path(config.output)
+    tasks = resolve_tasks(config.tasks)
+    store = prepare_store(config)
+    index = prepare_index(config, store)
+    raw = {task.dataset_dir: _limit(load_raw_splits(task), config.max_examples_per_split) for task in tasks}
+    hits = {task.dataset_dir: retrieve_task(task, raw[task.dataset_dir], index, config) for task in tasks}
+    hits = shuffle_hits(hits, config.shuffle_documents, config.seed)
+    for task in tasks:
+        for template in load_templates(task):
+            write_template(task, template, raw[task.dataset_dir], hits[task.dataset_dir], store, output)
+    shutil.rmtree(output / PARTIAL_DIR, ignore_errors=True)
+    return output
+
+
+def _limit(raw: dict[str, list[dict]], limit: int | None) -> dict[str, list[dict]]:
+    return raw if limit is None else {split: examples[:limit] for split, examples in raw.items()}
+
+
+def parse_args(argv: Sequence[str] | None = None) -> BuildConfig:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--tasks", nargs="+", default=["all"])
+    parser.add_argument("--corpus", required=True)
+    parser.add_argument("--output", required=True)
+    for name, kind in [("num_documents", int), ("corpus_fraction", float), ("index_dir", str), ("cache_dir", str),
+                       ("elasticsearch_url", str), ("max_examples_per_split", int)]:
+        parser.add_argument(f"--{name}", type=kind, default=None)
+    for name, kind, default in [("text_field", str, "text"), ("document_words", int, 256), ("query_words", int, 20),
+                                ("documents_per_query", int, 30), ("documents_per_example", int, 30),
+                                ("shard_size", int, 1_000_000), ("num_workers", int, 1), ("seed", int, 42),
+                                ("elasticsearch_index", str, "zemi_corpus")]:
+        parser.add_argument(f"--{name}", type=kind, default=default)
+    parser.add_argument("--scoring", choices=["lucene", "okapi"], default="lucene")
+    parser.add_argument("--index_dtype", choices=["float64", "float32"], default="float64")
+    parser.add_argument("--shuffle_documents", choices=SHUFFLE_MODES, default="none")
+    return BuildConfig(**vars(parser.parse_args(argv)))
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    config = parse_args(argv)
+    output = build(config)
+    logger.info("30aug data ready under %s", output)
+
+
+if __name__ == "__main__":
+    main()

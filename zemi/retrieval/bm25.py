@@ -1,0 +1,262 @@
+"""`BM25Index`: one interface over two engines (bm25s sparse matrices, rank_bm25) and two scorings (lucene, okapi).
+
+Build from document texts, search with query texts; results are (doc_id, score) lists, best first, ties by doc_id.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import pickle
+from multiprocessing import get_context
+from pathlib import Path
+from typing import Iterable, Iterator, Sequence
+
+import numpy as np
+import rank_bm25
+
+from zemi.retrieval.analyzer import tokenize
+from zemi.retrieval.scoring import (
+    CollectionSize,
+    idf_for_terms,
+    lucene_length_norm,
+    okapi_idf_floor,
+    scoring_parameters,
+    term_weights,
+)
+
+logger = logging.getLogger(__name__)
+
+BACKENDS = ("bm25s", "rank_bm25")
+METADATA_FILE = "zemi_bm25.json"
+Hits = list[tuple[int, float]]
+
+
+def iter_token_lists(texts: Sequence[str], num_workers: int = 1) -> Iterator[list[str]]:
+    """Tokenised texts in order, from worker processes when `num_workers` > 1 (tokenising dominates indexing)."""
+    if num_workers <= 1:
+        yield from map(tokenize, texts)
+        return
+    with get_context("spawn").Pool(num_workers) as pool:
+        yield from pool.imap(tokenize, texts, chunksize=1_000)
+
+
+def _token_id_arrays(token_lists: Iterable[list[str]]) -> tuple[list[np.ndarray], dict[str, int]]:
+    """Documents as int32 arrays of vocabulary ids (4 bytes a token instead of a Python string each)."""
+    vocab: dict[str, int] = {}
+    arrays = [np.array([vocab.setdefault(t, len(vocab)) for t in tokens], dtype=np.int32) for tokens in token_lists]
+    return arrays, vocab
+
+
+def top_k(scores: np.ndarray, k: int) -> Hits:
+    """The `k` best positive scores as (doc_id, score), best first, equal scores by lower doc_id.
+
+    Only documents with a positive score count as hits: under Lucene scoring exactly those matching a query term.
+    """
+    candidates = np.flatnonzero(scores > 0)
+    if candidates.size > k:
+        candidate_scores = scores[candidates]
+        kth_best = np.partition(candidate_scores, candidates.size - k)[candidates.size - k]
+        candidates = candidates[candidate_scores >= kth_best]  # keeps every document tied with the k-th
+    order = np.lexsort((candidates, -scores[candidates]))[:k]
+    chosen = candidates[order]
+    return [(int(doc), float(scores[doc])) for doc in chosen]
+
+
+class SparseMatrixEngine:
+    """bm25s's precomputed sparse index: a term-by-document CSC matrix of BM25 weights, memory-mappable.
+
+    We fill the matrix with our own scorer (bm25s has neither Lucene's length norms nor rank_bm25's idf floor) and
+    score a query with one `bincount`, which adds its token weights in query order, as rank_bm25 does.
+    """
+
+    def __init__(self, *, retriever):
+        self.retriever = retriever  # a bm25s.BM25 whose `scores` and `vocab_dict` we filled
+
+    @classmethod
+    def build(cls, token_lists: Iterable[list[str]], *, scoring: str, params: dict, size: CollectionSize | None,
+              term_doc_freq=None, dtype: str = "float64") -> "SparseMatrixEngine":
+        """Index tokenised documents; `size`/`term_doc_freq` give corpus-wide statistics when this is a shard."""
+        import bm25s
+
+        token_ids, vocab = _token_id_arrays(token_lists)
+        lengths = np.array([len(ids) for ids in token_ids], dtype=np.int64)
+        num_docs = len(token_ids)
+        flat = np.concatenate(token_ids).astype(np.int64) if num_docs else np.zeros(0, np.int64)
+        del token_ids
+        doc_of_token = np.repeat(np.arange(num_docs, dtype=np.int64), lengths)
+        # One key per (term, document) pair; sorting the keys gives CSC order (term-major, documents ascending).
+        pairs, term_freqs = np.unique(flat * max(num_docs, 1) + doc_of_token, return_counts=True)
+        terms, docs = np.divmod(pairs, max(num_docs, 1))
+        local_doc_freq = np.bincount(terms, minlength=len(vocab))
+        if size is None:
+            floor = okapi_idf_floor(local_doc_freq, num_docs, params.get("epsilon", 0.25))
+            size = CollectionSize(num_docs, int((lengths > 0).sum()), int(lengths.sum()), floor)
+            doc_freq = local_doc_freq
+        else:
+            doc_freq = np.fromiter((term_doc_freq[t] for t in vocab), dtype=np.int64, count=len(vocab))
+        idf = idf_for_terms(doc_freq, size, scoring, params)
+        weights = term_weights(term_freqs, lengths[docs], idf[terms], size.average_length(scoring), scoring, params)
+        indptr = np.zeros(len(vocab) + 1, dtype=np.int64)
+        np.cumsum(local_doc_freq, out=indptr[1:])
+        retriever = bm25s.BM25(k1=params["k1"], b=params["b"], method="lucene", dtype=dtype, int_dtype="int32")
+        retriever.scores = {
+            "data": weights.astype(dtype),
+            "indices": docs.astype(np.int32),
+            "indptr": indptr,
+            "num_docs": num_docs,
+        }
+        retriever.vocab_dict = vocab
+        retriever.unique_token_ids_set = None
+        retriever.nonoccurrence_array = None
+        return cls(retriever=retriever)
+
+    @property
+    def num_documents(self) -> int:
+        return int(self.retriever.scores["num_docs"])
+
+    def scores(self, tokens: list[str]) -> np.ndarray:
+        """BM25 score of every document for one tokenised query (float64)."""
+        matrix, vocab = self.retriever.scores, self.retriever.vocab_dict
+        term_ids = [vocab[token] for token in tokens if token in vocab]
+        if not term_ids:
+            return np.zeros(self.num_documents)
+        indptr = matrix["indptr"]
+        spans = [(indptr[t], indptr[t + 1]) for t in term_ids]
+        docs = np.concatenate([matrix["indices"][start:end] for start, end in spans])
+        weights = np.concatenate([matrix["data"][start:end] for start, end in spans]).astype(np.float64)
+        return np.bincount(docs, weights=weights, minlength=self.num_documents)
+
+    def save(self, path: Path) -> None:
+        self.retriever.save(str(path), show_progress=False)
+
+    @classmethod
+    def load(cls, path: Path, *, mmap: bool = True) -> "SparseMatrixEngine":
+        import bm25s
+
+        retriever = bm25s.BM25.load(str(path), mmap=mmap, load_corpus=False, show_progress=False)
+        return cls(retriever=retriever)
+
+
+class LuceneRankBM25(rank_bm25.BM25):
+    """rank_bm25's data structures scored with Lucene's BM25 (rank_bm25 ships no Lucene variant)."""
+
+    def __init__(self, corpus, k1: float = 1.2, b: float = 0.75):
+        self.k1 = k1
+        self.b = b
+        super().__init__(corpus)
+
+    def _calc_idf(self, nd):
+        # Lucene counts only documents that have the field (at least one token), also for the mean length.
+        self.doc_count = sum(1 for length in self.doc_len if length > 0)
+        self.avgdl = sum(self.doc_len) / max(self.doc_count, 1)
+        for word, freq in nd.items():
+            self.idf[word] = math.log(1 + (self.doc_count - freq + 0.5) / (freq + 0.5))
+
+    def get_scores(self, query):
+        score = np.zeros(self.corpus_size)
+        doc_len = lucene_length_norm(np.array(self.doc_len)).astype(np.float64)
+        for q in query:
+            q_freq = np.array([(doc.get(q) or 0) for doc in self.doc_freqs], dtype=np.float64)
+            score += (self.idf.get(q) or 0) * (q_freq / (q_freq + self.k1 * (1 - self.b + self.b * doc_len / self.avgdl)))
+        return score
+
+
+class RankBM25Engine:
+    """The reference engine: rank_bm25 scores every document per query term in Python (slow, simple, trusted)."""
+
+    def __init__(self, *, model):
+        self.model = model
+
+    @classmethod
+    def build(cls, token_lists: Iterable[list[str]], *, scoring: str, params: dict, **unused) -> "RankBM25Engine":
+        if unused.get("size") is not None:
+            raise ValueError("rank_bm25 indexes one corpus at once; shard with backend='bm25s'")
+        token_lists = list(token_lists)
+        if scoring == "okapi":
+            model = rank_bm25.BM25Okapi(token_lists, k1=params["k1"], b=params["b"], epsilon=params["epsilon"])
+        else:
+            model = LuceneRankBM25(token_lists, k1=params["k1"], b=params["b"])
+        return cls(model=model)
+
+    @property
+    def num_documents(self) -> int:
+        return int(self.model.corpus_size)
+
+    def scores(self, tokens: list[str]) -> np.ndarray:
+        return np.asarray(self.model.get_scores(tokens), dtype=np.float64)
+
+    def save(self, path: Path) -> None:
+        with open(path / "rank_bm25.pkl", "wb") as handle:
+            pickle.dump(self.model, handle, protocol=pickle.HIGHEST_PROTOCOL)
+
+    @classmethod
+    def load(cls, path: Path, *, mmap: bool = True) -> "RankBM25Engine":
+        with open(path / "rank_bm25.pkl", "rb") as handle:
+            return cls(model=pickle.load(handle))
+
+
+ENGINES = {"bm25s": SparseMatrixEngine, "rank_bm25": RankBM25Engine}
+
+
+class BM25Index:
+    """A BM25 index over a list of documents; document ids are their positions (0-based) in that list."""
+
+    def __init__(self, *, engine, backend: str, scoring: str, params: dict):
+        self.engine = engine
+        self.backend = backend
+        self.scoring = scoring
+        self.params = params
+
+    @classmethod
+    def build(
+        cls,
+        documents: Iterable[str],
+        backend: str = "bm25s",
+        scoring: str = "lucene",
+        k1: float | None = None,
+        b: float | None = None,
+        *,
+        size: CollectionSize | None = None,
+        term_doc_freq=None,
+        dtype: str = "float64",
+        num_workers: int = 1,
+    ) -> "BM25Index":
+        """Index document texts. `size` and `term_doc_freq` (term -> corpus-wide document frequency) make this a
+        shard scored with the statistics of a larger corpus; `dtype="float32"` halves the bm25s matrix."""
+        if backend not in ENGINES:
+            raise ValueError(f"unknown backend {backend!r}; choose one of {BACKENDS}")
+        params = scoring_parameters(scoring, k1, b)
+        token_lists = iter_token_lists(list(documents), num_workers)
+        engine = ENGINES[backend].build(
+            token_lists, scoring=scoring, params=params, size=size, term_doc_freq=term_doc_freq, dtype=dtype
+        )
+        logger.info("indexed %d documents with %s (%s scoring)", engine.num_documents, backend, scoring)
+        return cls(engine=engine, backend=backend, scoring=scoring, params=params)
+
+    def __len__(self) -> int:
+        return self.engine.num_documents
+
+    def search(self, queries: Sequence[str], k: int = 30) -> list[Hits]:
+        """For each query text, its `k` best (doc_id, score) pairs, best first, equal scores by lower doc_id."""
+        if isinstance(queries, str):
+            raise TypeError("search takes a list of query texts, not one string")
+        return [top_k(self.engine.scores(tokenize(query)), k) for query in queries]
+
+    def save(self, path: str | Path) -> None:
+        """Write the index to directory `path` (bm25s: .npy arrays that `load` memory-maps)."""
+        path = Path(path)
+        path.mkdir(parents=True, exist_ok=True)
+        self.engine.save(path)
+        metadata = {"backend": self.backend, "scoring": self.scoring, "params": self.params,
+                    "num_documents": len(self)}
+        (path / METADATA_FILE).write_text(json.dumps(metadata, indent=2))
+
+    @classmethod
+    def load(cls, path: str | Path, *, mmap: bool = True) -> "BM25Index":
+        """Read an index written by `save`; bm25s arrays stay on disk, memory-mapped, when `mmap`."""
+        path = Path(path)
+        metadata = json.loads((path / METADATA_FILE).read_text())
+        engine = ENGINES[metadata["backend"]].load(path, mmap=mmap)
+        return cls(engine=engine, backend=metadata["backend"], scoring=metadata["scoring"], params=metadata["params"])

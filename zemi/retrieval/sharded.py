@@ -1,0 +1,123 @@
+"""Indexing a corpus larger than memory: one bm25s index per shard of documents, all scored with the statistics
+of the whole corpus, so merging the shards' hits by score gives exactly the hits of one big index.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import pickle
+import shutil
+from pathlib import Path
+from typing import Sequence
+
+from zemi.retrieval.bm25 import BM25Index, Hits, iter_token_lists
+from zemi.retrieval.corpus import DocumentStore
+from zemi.retrieval.scoring import CorpusStats, scoring_parameters
+
+logger = logging.getLogger(__name__)
+
+SHARDS_FILE = "shards.json"
+STATS_FILE = "corpus_stats.pkl"
+
+
+def merge_hits(hits_per_shard: Sequence[Hits], k: int) -> Hits:
+    """The `k` best of several hit lists by score, equal scores by lower doc_id (doc_ids already global)."""
+    merged = [hit for hits in hits_per_shard for hit in hits]
+    merged.sort(key=lambda hit: (-hit[1], hit[0]))
+    return merged[:k]
+
+
+def collect_stats(store: DocumentStore, shard_size: int, num_workers: int = 1) -> CorpusStats:
+    """First pass over the corpus: document frequencies and lengths, one shard of texts in memory at a time."""
+    stats = CorpusStats()
+    for start, texts in store.iter_slices(shard_size):
+        stats.add_documents(iter_token_lists(texts, num_workers))
+        logger.info("counted statistics of documents %d..%d", start, start + len(texts) - 1)
+    return stats
+
+
+def _load_or_collect_stats(store: DocumentStore, output_dir: Path, shard_size: int, num_workers: int) -> CorpusStats:
+    stats_path = output_dir / STATS_FILE
+    if stats_path.exists():
+        with open(stats_path, "rb") as handle:
+            return pickle.load(handle)
+    stats = collect_stats(store, shard_size, num_workers)
+    partial = stats_path.with_name(STATS_FILE + ".partial")
+    with open(partial, "wb") as handle:
+        pickle.dump(stats, handle, protocol=pickle.HIGHEST_PROTOCOL)
+    os.replace(partial, stats_path)
+    return stats
+
+
+def build_sharded_index(
+    store: DocumentStore,
+    output_dir: str | Path,
+    *,
+    shard_size: int = 1_000_000,
+    scoring: str = "lucene",
+    k1: float | None = None,
+    b: float | None = None,
+    dtype: str = "float64",
+    num_workers: int = 1,
+) -> "ShardedBM25Index":
+    """Index every document of `store` into `output_dir`, shard by shard (bounded memory), resumably: finished
+    shards and the corpus statistics are kept, and each shard appears only once complete (written, then renamed).
+    """
+    output_dir = Path(output_dir)
+    output_dir.mkdir(parents=True, exist_ok=True)
+    params = scoring_parameters(scoring, k1, b)
+    stats = _load_or_collect_stats(store, output_dir, shard_size, num_workers)
+    size = stats.size(params.get("epsilon", 0.25))
+    shards = []
+    for number, (start, texts) in enumerate(store.iter_slices(shard_size)):
+        shard_dir = output_dir / f"shard_{number:05d}"
+        if not shard_dir.exists():
+            partial = output_dir / f"shard_{number:05d}.partial"
+            shutil.rmtree(partial, ignore_errors=True)
+            index = BM25Index.build(texts, backend="bm25s", scoring=scoring, k1=params["k1"], b=params["b"],
+                                    size=size, term_doc_freq=stats.doc_freqs, dtype=dtype, num_workers=num_workers)
+            index.save(partial)
+            os.replace(partial, shard_dir)
+            logger.info("indexed shard %d (documents %d..%d)", number, start, start + len(texts) - 1)
+        shards.append({"path": shard_dir.name, "offset": start, "num_documents": len(texts)})
+    manifest = {"scoring": scoring, "params": params, "num_documents": len(store), "shards": shards}
+    (output_dir / SHARDS_FILE).write_text(json.dumps(manifest, indent=2))
+    return ShardedBM25Index.load(output_dir)
+
+
+class ShardedBM25Index:
+    """Several `BM25Index` shards searched as one; the same `search` interface as `BM25Index`."""
+
+    def __init__(self, *, shards: list[BM25Index], offsets: list[int], scoring: str, params: dict):
+        self.shards = shards
+        self.offsets = offsets
+        self.scoring = scoring
+        self.params = params
+
+    @classmethod
+    def load(cls, path: str | Path, *, mmap: bool = True) -> "ShardedBM25Index":
+        path = Path(path)
+        manifest = json.loads((path / SHARDS_FILE).read_text())
+        shards = [BM25Index.load(path / shard["path"], mmap=mmap) for shard in manifest["shards"]]
+        offsets = [shard["offset"] for shard in manifest["shards"]]
+        return cls(shards=shards, offsets=offsets, scoring=manifest["scoring"], params=manifest["params"])
+
+    def __len__(self) -> int:
+        return sum(len(shard) for shard in self.shards)
+
+    def search(self, queries: Sequence[str], k: int = 30) -> list[Hits]:
+        """For each query, the `k` best (doc_id, score) over all shards, best first, ties by lower doc_id."""
+        per_shard = []
+        for shard, offset in zip(self.shards, self.offsets):
+            per_shard.append([[(doc + offset, score) for doc, score in hits] for hits in shard.search(queries, k)])
+        return [merge_hits([shard_hits[q] for shard_hits in per_shard], k) for q in range(len(queries))]
+
+
+def open_index(path: str | Path, *, mmap: bool = True) -> BM25Index | ShardedBM25Index:
+    """Open a saved index, sharded or not."""
+    path = Path(path)
+    if (path / SHARDS_FILE).exists():
+        return ShardedBM25Index.load(path, mmap=mmap)
+    return BM25Index.load(path, mmap=mmap)
