@@ -117,6 +117,18 @@ def test_shuffle_modes_permute_document_lists():
     assert build.shuffle_hits(hits, "within_task", 0) == within
 
 
+def test_flags_map_onto_the_config():
+    config = build.parse_args(["--corpus", "c4", "--corpus_fraction", "0.05", "--output", "out/30aug",
+                               "--tasks", "train", "super_glue_cb", "--shard_size", "500000"])
+    assert (config.tasks, config.corpus_fraction, config.shard_size) == (["train", "super_glue_cb"], 0.05, 500_000)
+    assert (config.index_dir, config.cache_dir, config.scoring) == ("out/30aug.bm25", "out/30aug.cache", "lucene")
+    assert build.parse_args(["--corpus", "x", "--output", "y"]).tasks == ["all"]
+    with pytest.raises(SystemExit):
+        build.parse_args(["--corpus", "c4", "--output", "o", "--shuffle_documents", "sideways"])
+    with pytest.raises(ValueError, match="not both"):
+        build.parse_args(["--corpus", "c4", "--output", "o", "--num_documents", "5", "--corpus_fraction", "0.1"])
+
+
 def _run(output: Path, *extra: str) -> None:
     build.main(["--tasks", str(FIXTURE_TASK), "--corpus", str(CORPUS), "--num_documents", "3000",
                 "--output", str(output), *extra])

@@ -119,6 +119,13 @@ def test_worker_processes_build_the_same_index():
     assert parallel.search(queries(), k=30) == built("bm25s", "lucene").search(queries(), k=30)
 
 
+def test_float32_matrix_halves_storage_and_keeps_scores_close():
+    small = BM25Index.build(demo_texts(NUM_DOCUMENTS), dtype="float32")
+    assert small.engine.retriever.scores["data"].dtype == np.float32
+    for got, expected in zip(small.search(queries(), k=30), built("bm25s", "lucene").search(queries(), k=30)):
+        np.testing.assert_allclose([s for _, s in got], [s for _, s in expected], rtol=1e-5)
+
+
 def test_search_rejects_a_bare_string():
     with pytest.raises(TypeError):
         built("bm25s", "lucene").search("a query", k=5)

@@ -14,7 +14,7 @@ import logging
 import os
 import random
 import shutil
-from dataclasses import dataclass
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Sequence
 
@@ -29,33 +29,43 @@ SHUFFLE_MODES = ("none", "within_task", "across_tasks")
 PARTIAL_DIR = ".partial"
 
 
+def _option(default, help: str, **extra):
+    return field(default=default, metadata={"help": help, **extra})
+
+
 @dataclass
 class BuildConfig:
-    """Every option of the builder (the command-line flags have the same names)."""
+    """Every option of the builder; each field is also a command-line flag of the same name."""
 
-    tasks: list[str]  # groups (train, eval, all), built-in dataset dirs, or custom task directories
-    corpus: str  # "c4" or a local jsonl / parquet / arrow file or directory
-    output: str  # the 30aug root
-    num_documents: int | None = None  # index the first N corpus documents ...
-    corpus_fraction: float | None = None  # ... or this leading fraction (0.05 = the authors' 18,243,444 of C4)
-    text_field: str = "text"
-    document_words: int = 256  # documents are cut to their first N whitespace words
-    query_words: int = 20  # queries are cut to their first N whitespace words
-    documents_per_query: int = 30
-    documents_per_example: int = 30
-    index_dir: str | None = None  # default: <output>.bm25
-    cache_dir: str | None = None  # retrieved hits per task; default: <output>.cache
-    scoring: str = "lucene"
-    shard_size: int = 1_000_000
-    index_dtype: str = "float64"
-    num_workers: int = 1
-    elasticsearch_url: str | None = None  # retrieve with this server instead of the local index
-    elasticsearch_index: str = "zemi_corpus"
-    shuffle_documents: str = "none"  # ablations: give examples the documents of other examples
-    seed: int = 42
-    max_examples_per_split: int | None = None  # for quick trial builds
+    tasks: list[str] = _option(None, "task groups (train, eval, all), built-in dataset dirs, or custom task dirs",
+                               nargs="+")
+    corpus: str = _option(None, 'retrieval corpus: "c4" (allenai/c4 en, streamed) or a local jsonl/parquet/arrow '
+                                "file or directory", required=True)
+    output: str = _option(None, "the 30aug root to write", required=True)
+    num_documents: int | None = _option(None, "index the first N corpus documents")
+    corpus_fraction: float | None = _option(None, "or this leading fraction (c4: 0.05 = the authors' 18,243,444)")
+    text_field: str = _option("text", "text field of local corpus files")
+    document_words: int = _option(256, "documents are cut to their first N whitespace words")
+    query_words: int = _option(20, "queries are cut to their first N whitespace words")
+    documents_per_query: int = _option(30, "hits kept per query field")
+    documents_per_example: int = _option(30, "merged hits kept per example (chosen_examples)")
+    index_dir: str | None = _option(None, "document store and BM25 index (default: <output>.bm25)")
+    cache_dir: str | None = _option(None, "retrieved hits per task and split (default: <output>.cache)")
+    scoring: str = _option("lucene", "BM25 scoring", choices=["lucene", "okapi"])
+    shard_size: int = _option(1_000_000, "documents per index shard (bounds indexing memory)")
+    index_dtype: str = _option("float64", "score matrix precision", choices=["float64", "float32"])
+    num_workers: int = _option(1, "tokenising processes")
+    elasticsearch_url: str | None = _option(None, "retrieve with this Elasticsearch server instead")
+    elasticsearch_index: str = _option("zemi_corpus", "index name on that server (created and filled if absent)")
+    shuffle_documents: str = _option("none", "ablations: give examples other examples' documents",
+                                     choices=list(SHUFFLE_MODES))
+    seed: int = _option(42, "seed of the shuffling ablations")
+    max_examples_per_split: int | None = _option(None, "only the first N raw examples of each split (trial runs)")
 
     def __post_init__(self):
+        self.tasks = self.tasks or ["all"]
+        if not self.corpus or not self.output:
+            raise ValueError("corpus and output are required")
         if self.shuffle_documents not in SHUFFLE_MODES:
             raise ValueError(f"shuffle_documents must be one of {SHUFFLE_MODES}")
         if self.num_documents is not None and self.corpus_fraction is not None:
@@ -210,21 +220,13 @@ def _limit(raw: dict[str, list[dict]], limit: int | None) -> dict[str, list[dict
 
 
 def parse_args(argv: Sequence[str] | None = None) -> BuildConfig:
+    """Command-line flags, one per `BuildConfig` field."""
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--tasks", nargs="+", default=["all"])
-    parser.add_argument("--corpus", required=True)
-    parser.add_argument("--output", required=True)
-    for name, kind in [("num_documents", int), ("corpus_fraction", float), ("index_dir", str), ("cache_dir", str),
-                       ("elasticsearch_url", str), ("max_examples_per_split", int)]:
-        parser.add_argument(f"--{name}", type=kind, default=None)
-    for name, kind, default in [("text_field", str, "text"), ("document_words", int, 256), ("query_words", int, 20),
-                                ("documents_per_query", int, 30), ("documents_per_example", int, 30),
-                                ("shard_size", int, 1_000_000), ("num_workers", int, 1), ("seed", int, 42),
-                                ("elasticsearch_index", str, "zemi_corpus")]:
-        parser.add_argument(f"--{name}", type=kind, default=default)
-    parser.add_argument("--scoring", choices=["lucene", "okapi"], default="lucene")
-    parser.add_argument("--index_dtype", choices=["float64", "float32"], default="float64")
-    parser.add_argument("--shuffle_documents", choices=SHUFFLE_MODES, default="none")
+    for option in fields(BuildConfig):
+        kind = {"int | None": int, "float | None": float, "int": int, "float": float}.get(str(option.type), str)
+        extra = {key: value for key, value in option.metadata.items() if key != "help"}
+        parser.add_argument(f"--{option.name}", type=kind, default=option.default, help=option.metadata["help"],
+                            **extra)
     return BuildConfig(**vars(parser.parse_args(argv)))
 
 

@@ -100,6 +100,7 @@ class SparseMatrixEngine:
         weights = term_weights(term_freqs, lengths[docs], idf[terms], size.average_length(scoring), scoring, params)
         indptr = np.zeros(len(vocab) + 1, dtype=np.int64)
         np.cumsum(local_doc_freq, out=indptr[1:])
+        # bm25s's own `method` is never used: the matrix holds our weights, whatever the scoring.
         retriever = bm25s.BM25(k1=params["k1"], b=params["b"], method="lucene", dtype=dtype, int_dtype="int32")
         retriever.scores = {
             "data": weights.astype(dtype),
@@ -125,7 +126,7 @@ class SparseMatrixEngine:
         indptr = matrix["indptr"]
         spans = [(indptr[t], indptr[t + 1]) for t in term_ids]
         docs = np.concatenate([matrix["indices"][start:end] for start, end in spans])
-        weights = np.concatenate([matrix["data"][start:end] for start, end in spans]).astype(np.float64)
+        weights = np.concatenate([matrix["data"][start:end] for start, end in spans]).astype(np.float64, copy=False)
         return np.bincount(docs, weights=weights, minlength=self.num_documents)
 
     def save(self, path: Path) -> None:
