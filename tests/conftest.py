@@ -43,3 +43,38 @@ def tiny_t5_dir(tmp_path_factory) -> Path:
     path = tmp_path_factory.mktemp("tiny_t5")
     model.save_pretrained(path)
     return path
+
+
+# --- end-to-end fixtures: a backbone with tokenizer, and a 30aug root --------------------------------------------
+
+import datasets  # noqa: E402
+
+from tests.fixture_data import build_backbone, write_tiny_30aug  # noqa: E402
+
+datasets.disable_progress_bars()
+TINY_PERCEIVER = dict(dim=32, depth=1, dim_head=8, heads=2, num_latents=4, num_aug_sources=5, ff_mult=2,
+                      xattn_ff_mult=2, freeze_lm=False, cross_attn_every=1, only_attend_immediate_media=False,
+                      num_xattn_layers=1)
+
+
+@pytest.fixture(scope="session")
+def backbone_dir(tmp_path_factory) -> Path:
+    return build_backbone(tmp_path_factory.mktemp("backbone"), dropout=0.1)
+
+
+@pytest.fixture(scope="session")
+def backbone_without_dropout(tmp_path_factory) -> Path:
+    """For runs that must match across process counts: dropout masks differ between processes."""
+    return build_backbone(tmp_path_factory.mktemp("backbone_nodrop"), dropout=0.0)
+
+
+@pytest.fixture(scope="session")
+def data_root(tmp_path_factory) -> Path:
+    return write_tiny_30aug(tmp_path_factory.mktemp("30aug"))
+
+
+@pytest.fixture(scope="session")
+def perceiver_json(tmp_path_factory) -> Path:
+    path = tmp_path_factory.mktemp("perceiver") / "perceiver_config.json"
+    path.write_text(json.dumps(TINY_PERCEIVER))
+    return path

@@ -5,12 +5,19 @@ AUTHORS_DOWNLOAD="https://uofi.box.com/s/wnt6cv7icuir4q3wb2a6viuyklme5dga"
 
 zemi_fail() { echo "ERROR: $*" >&2; exit 2; }
 
-# accelerate launch with the detected number of processes (CPU when there is no GPU).
+# accelerate launch with the detected number of processes. Without GPUs, accelerate's --cpu launcher starts a
+# single process (more need MPI), so CPU process groups use its torch.distributed launcher with gloo instead.
 zemi_launch() {
     local args=(--num_processes "$NUM_PROCESSES" --num_machines 1 --main_process_port "$MAIN_PROCESS_PORT"
                 --mixed_precision "$MIXED_PRECISION" --dynamo_backend no)
-    if [ "$NUM_GPUS" -eq 0 ]; then args+=(--cpu --num_cpu_threads_per_process "${CPU_THREADS:-$(nproc)}"); elif [ "$NUM_PROCESSES" -gt 1 ]; then args+=(--multi_gpu); fi
-    "$PYTHON" -m accelerate.commands.launch "${args[@]}" -m "$@"
+    if [ "$NUM_PROCESSES" -gt 1 ]; then args+=(--multi_gpu); fi
+    if [ "$NUM_GPUS" -eq 0 ]; then
+        [ "$NUM_PROCESSES" -gt 1 ] || args+=(--cpu)
+        args+=(--num_cpu_threads_per_process "${CPU_THREADS:-$(( $(nproc) / NUM_PROCESSES > 0 ? $(nproc) / NUM_PROCESSES : 1 ))}")
+        ACCELERATE_USE_CPU=true "$PYTHON" -m accelerate.commands.launch "${args[@]}" -m "$@"
+    else
+        "$PYTHON" -m accelerate.commands.launch "${args[@]}" -m "$@"
+    fi
 }
 
 zemi_check_data() {

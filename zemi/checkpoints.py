@@ -21,6 +21,7 @@ from typing import Any
 
 from transformers import T5Config
 
+from zemi.faults import crash_point
 from zemi.modeling_t5 import (
     PerceiverXattnConfig,
     T5WithOwnLMHead,
@@ -77,7 +78,7 @@ def write_text_atomic(path: str | Path, text: str) -> None:
 
 
 def write_json_atomic(path: str | Path, data: Any) -> None:
-    write_text_atomic(path, json.dumps(data, indent=2, sort_keys=True, default=str) + "\n")
+    write_text_atomic(path, json.dumps(data, indent=2, default=str) + "\n")
 
 
 def write_csv_atomic(path: str | Path, rows: list[dict]) -> None:
@@ -95,6 +96,7 @@ def save_model_atomic(model, path: str | Path, *, state_dict: dict | None = None
     if tmp.exists():
         shutil.rmtree(tmp)
     model.save_pretrained(tmp, state_dict=state_dict, safe_serialization=True)
+    crash_point("checkpoint_write")
     publish(tmp, path)
 
 

@@ -33,6 +33,7 @@ from zemi.data.collate import LABEL_PAD, Collator
 from zemi.data.mixture import load_training_mixture
 from zemi.data.processing import Featurizer, MaxLengths
 from zemi.data.tokenized import EpochSampler, tokenize
+from zemi.faults import crash_point
 from zemi.method import Method, method_for
 from zemi.modeling_t5 import build_model, model_inputs
 
@@ -92,7 +93,8 @@ class Trainer:
                                         seed=config.seed, num_shots=config.num_shots)
         if accelerator.is_main_process:
             write_json_atomic(self.output_dir / "dataset_mixture_config.json", {
-                "sample_n": config.sample_n, "sampled_list": [str(p) for p in mixture.template_dirs],
+                "sample_n": config.sample_n, "sampled_list": [str(p) for p in mixture.sampled],
+                "trained_list": [str(p) for p in mixture.template_dirs],
                 "dataset_dir_names": list(config.dataset_dir_names), "dataset_root_path": config.dataset_root_path})
         train_raw, validation_raw = mixture.concatenated()
         if config.debug:
@@ -197,6 +199,7 @@ class Trainer:
         accelerator.save_state(str(tmp))
         if accelerator.is_main_process:
             (tmp / "trainer_state.json").write_text(json.dumps(asdict(self.state), indent=2))
+            crash_point("state_write")
             publish(tmp, final)
             for _, old in self.state_dirs()[:-1]:  # keep only the newest state: it is large (optimizer moments)
                 shutil.rmtree(old)
@@ -212,7 +215,9 @@ class Trainer:
                         disable=not accelerator.is_local_main_process)
         log_path = self.output_dir / "train_log.csv"
         while self.state.epoch < self.num_epochs:
-            self.sampler.set_epoch(self.state.epoch)
+            # Through the prepared loader: it would otherwise set the sampler's epoch to its own iteration count,
+            # which restarts at 0 in a resumed run.
+            self.train_loader.set_epoch(self.state.epoch)
             self.model.train()
             loader = self.train_loader
             if self.state.batches_done:
@@ -224,6 +229,7 @@ class Trainer:
                 loss = self._optimizer_step(micro_batches)
                 self.state.global_step += 1
                 self.state.batches_done += len(micro_batches)
+                crash_point("step")
                 samples = len(micro_batches) * micro_batches[0]["input_ids"].shape[0] * accelerator.num_processes
                 lr = self.scheduler.get_last_lr()[0]
                 progress.update(1)
@@ -279,6 +285,7 @@ class Trainer:
             per_example, counts = self.accelerator.gather_for_metrics((per_example, counts))
             total += per_example.sum()
             tokens += counts.sum()
+            crash_point("validation")
         return float(total / tokens.clamp(min=1))
 
     def _finish_epoch(self) -> None:

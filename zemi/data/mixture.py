@@ -49,6 +49,8 @@ def _is_document_list(feature) -> bool:
     # Written by datasets >= 4 as List({...}); older files declare Sequence({...}), which datasets decodes as a
     # dict of lists. Both store the same arrow list<struct>; `processing.document_texts` reads both.
     item = _list_item(feature)
+    if isinstance(item, datasets.Value) and item.dtype == "null":
+        return True  # every row has an empty list: nothing retrieved in this split
     if isinstance(item, dict):
         text, score = item.get("inputs_pretokenized"), item.get("score")
     elif isinstance(feature, dict):
@@ -120,7 +122,8 @@ class Mixture:
 
     train: list[Dataset] = field(default_factory=list)
     validation: list[Dataset] = field(default_factory=list)
-    template_dirs: list[Path] = field(default_factory=list)
+    template_dirs: list[Path] = field(default_factory=list)  # the templates trained on
+    sampled: list[Path] = field(default_factory=list)  # every draw, `_score_eval` ones included (as the original logs)
 
     def concatenated(self) -> tuple[Dataset, Dataset | None]:
         validation = concatenate_datasets(self.validation) if self.validation else None
@@ -132,7 +135,8 @@ def load_training_mixture(
 ) -> Mixture:
     rng = random.Random(seed)
     mixture = Mixture()
-    for path in sample_template_dirs(root, dataset_dir_names, sample_n, rng):
+    mixture.sampled = sample_template_dirs(root, dataset_dir_names, sample_n, rng)
+    for path in mixture.sampled:
         if SCORE_EVAL_MARK in path.name:
             continue
         if path.name.endswith(SAMPLED_SUFFIX):

@@ -1,0 +1,64 @@
+"""Rank classification: encoding once per example predicts exactly what re-encoding per choice predicts."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from transformers import AutoTokenizer
+from transformers.modeling_outputs import BaseModelOutput
+
+from tests.conftest import tiny_perceiver_config
+from zemi.data.collate import Collator
+from zemi.data.mixture import load_eval_templates
+from zemi.data.processing import Featurizer, MaxLengths, TextRules
+from zemi.evaluation import _best_choice, _choice_scores, rank_choices, rank_choices_reencoding
+from zemi.modeling_t5 import T5ForConditionalGenerationMultiAug, build_model, model_inputs
+
+RULES = {
+    "T5": TextRules(),
+    "concat": TextRules(concat_aug_num=3),
+    "FiD": TextRules(num_documents=5, concat_input_at_augmentation=True),
+    "SharedEncoderDecoder_MultiAug": TextRules(num_documents=5),
+}
+
+
+def test_best_choice_respects_each_examples_own_choices():
+    scores = torch.tensor([-1.0, -0.5, -3.0, -0.2, -0.2, -9.0])
+    owner = torch.tensor([0, 0, 1, 1, 1, 2])
+    assert _best_choice(scores, owner, torch.tensor([2, 3, 1])).tolist() == [1, 1, 0]  # tie: the first
+
+
+@pytest.mark.parametrize("method", list(RULES))
+def test_encode_once_predicts_like_reencoding_per_choice(method, backbone_dir, data_root):
+    architecture = "T5" if method == "concat" else method
+    torch.manual_seed(0)
+    model = build_model(architecture, backbone_dir, tiny_perceiver_config()).eval()
+    if isinstance(model, T5ForConditionalGenerationMultiAug):
+        with torch.no_grad():
+            model.xattn_stack[0].attn_gate.fill_(0.8)
+            model.xattn_stack[0].ff_gate.fill_(0.8)
+    tokenizer = AutoTokenizer.from_pretrained(backbone_dir)
+    featurizer = Featurizer(tokenizer, RULES[method], MaxLengths(input=48, document=24, target=8))
+    collator = Collator(tokenizer.pad_token_id)
+    checked = 0
+    for template in load_eval_templates(sorted((data_root / "weather_effect").iterdir()) +
+                                        sorted((data_root / "fruit_taste").iterdir())):
+        rows = template.dataset.map(featurizer.eval_features, batched=True, remove_columns=template.dataset.column_names)
+        for start in range(0, len(rows), 5):
+            batch = collator([rows[i] for i in range(start, min(start + 5, len(rows)))])
+            fast, naive = rank_choices(model, batch), rank_choices_reencoding(model, batch)
+            assert torch.equal(fast, naive)
+            checked += len(fast)
+        with torch.no_grad():  # the scores themselves agree, not only their arg-max
+            encoded = model.encode(**model_inputs(batch))
+            assert encoded.hidden_states.shape[0] == len(batch["num_choices"])
+            repeated = {k: v.index_select(0, batch["choice_owner"]) for k, v in model_inputs(batch).items()}
+            logits = model(**repeated, decoder_input_ids=model._shift_right(batch["choice_ids"])).logits
+            naive_scores = _choice_scores(logits, batch["choice_ids"], batch["choice_mask"])
+            states = encoded.hidden_states.index_select(0, batch["choice_owner"])
+            logits = model(encoder_outputs=BaseModelOutput(last_hidden_state=states),
+                           attention_mask=encoded.attention_mask.index_select(0, batch["choice_owner"]),
+                           decoder_input_ids=model._shift_right(batch["choice_ids"])).logits
+            assert torch.allclose(_choice_scores(logits, batch["choice_ids"], batch["choice_mask"]), naive_scores,
+                                  atol=1e-4, rtol=1e-5)
+    assert checked == 48

@@ -1,0 +1,211 @@
+"""End to end on fixtures: the real entry points train all four methods, evaluate them and write Table 1; runs on
+two processes match one; a run killed with SIGKILL resumes to the same weights."""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from zemi import eval_original_task_only, eval_original_task_only_xattn, multi_task_fine_tune_baseline, \
+    multi_task_fine_tune_xattn, report
+
+REPO = Path(__file__).resolve().parents[1]
+STEPS_PER_EPOCH = 18  # 3 templates x 24 examples / batch 4
+
+
+def common_flags(data_root: Path, output_dir: Path, *, batch: int = 4, epochs: int = 2) -> list[str]:
+    return ["--dataset_root_path", str(data_root), "--dataset_dir_names", "animal_colors", "animal_homes",
+            "--sample_n", "2", "--num_train_epochs", str(epochs), "--per_device_train_batch_size", str(batch),
+            "--learning_rate", "3e-3", "--warmup_ratio", "0.1", "--max_length", "48", "--aug_max_length", "24",
+            "--target_max_length", "8", "--output_dir", str(output_dir)]
+
+
+def method_flags(method: str, backbone: Path, perceiver: Path) -> tuple[str, list[str]]:
+    return {
+        "no_aug": ("baseline", ["--model_name_or_path", str(backbone), "--concat_aug_num", "0"]),
+        "concat": ("baseline", ["--model_name_or_path", str(backbone), "--concat_aug_num", "3"]),
+        "fid": ("xattn", ["--model_architecture", "FiD", "--lm_name", str(backbone), "--perceiver_config",
+                          str(perceiver), "--concat_input_at_augmentation"]),
+        "zemi": ("xattn", ["--model_architecture", "SharedEncoderDecoder_MultiAug", "--lm_name", str(backbone),
+                           "--perceiver_config", str(perceiver)]),
+    }[method]
+
+
+def read_csv(path: Path) -> list[dict]:
+    with open(path, newline="") as handle:
+        return list(csv.DictReader(handle))
+
+
+def subprocess_env(**extra: str) -> dict:
+    env = dict(os.environ, PYTHONPATH=str(REPO), TOKENIZERS_PARALLELISM="false", OMP_NUM_THREADS="1", **extra)
+    env.pop("ZEMI_CRASH_AT", None)
+    env.update(extra)
+    return env
+
+
+def free_port() -> str:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return str(s.getsockname()[1])
+
+
+def launch(module: str, args: list[str], *, processes: int = 1, env: dict | None = None, cwd: Path = REPO,
+           script: str | None = None) -> subprocess.CompletedProcess:
+    """`accelerate launch` on CPU. accelerate's --cpu launcher starts one process unless MPI is installed, so CPU
+    process groups go through its torch.distributed launcher (gloo), as training/common.sh does."""
+    target = [script] if script else ["-m", module]
+    mode = ["--multi_gpu"] if processes > 1 else ["--cpu"]
+    command = [sys.executable, "-m", "accelerate.commands.launch", *mode, "--num_processes", str(processes),
+               "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no",
+               "--num_cpu_threads_per_process", "1", "--main_process_port", free_port(), *target, *args]
+    env = dict(env or subprocess_env(), ACCELERATE_USE_CPU="true")
+    return subprocess.run(command, cwd=cwd, env=env, capture_output=True, text=True, timeout=600)
+
+
+def run_module(module: str, args: list[str], *, env: dict | None = None) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", module, *args], cwd=REPO, env=env or subprocess_env(),
+                          capture_output=True, text=True, timeout=600)
+
+
+@pytest.fixture(scope="module")
+def runs(tmp_path_factory, backbone_dir, data_root, perceiver_json) -> dict[str, Path]:
+    """The four methods, each trained for two epochs through its real entry point's main(argv)."""
+    root = tmp_path_factory.mktemp("runs")
+    trained = {}
+    for method in ("no_aug", "concat", "fid", "zemi"):
+        family, flags = method_flags(method, backbone_dir, perceiver_json)
+        entry = multi_task_fine_tune_baseline if family == "baseline" else multi_task_fine_tune_xattn
+        trained[method] = entry.main(flags + common_flags(data_root, root / f"{method}_base"))
+    return trained
+
+
+@pytest.mark.slow
+def test_training_writes_a_complete_run_directory(runs):
+    for method, run_dir in runs.items():
+        names = {p.name for p in run_dir.iterdir()}
+        assert {"args.json", "dataset_mixture_config.json", "results.csv", "train_log.csv", "tokenizer.json",
+                f"step_{STEPS_PER_EPOCH}", f"step_{2 * STEPS_PER_EPOCH}"} <= names, method
+        assert ("perceiver_config.json" in names) == (method in ("fid", "zemi"))
+        assert (run_dir / f"step_{STEPS_PER_EPOCH}" / "model.safetensors").is_file()
+        results = read_csv(run_dir / "results.csv")
+        assert [int(r["epoch"]) for r in results] == [1, 2]
+        assert [int(r["step"]) for r in results] == [STEPS_PER_EPOCH, 2 * STEPS_PER_EPOCH]
+        assert all(float(r["dev_loss"]) > 0 for r in results)
+        mixture = json.loads((run_dir / "dataset_mixture_config.json").read_text())
+        assert len(mixture["sampled_list"]) == 4 and sum("_score_eval" in p for p in mixture["sampled_list"]) <= 1
+        assert json.loads((run_dir / "args.json").read_text())["learning_rate"] == 3e-3
+        assert not list(run_dir.glob(".*tmp*"))
+
+
+@pytest.mark.slow
+def test_loss_falls_for_every_method(runs):
+    for method, run_dir in runs.items():
+        losses = [float(row["loss"]) for row in read_csv(run_dir / "train_log.csv")]
+        assert len(losses) == 2 * STEPS_PER_EPOCH
+        first, last = sum(losses[:6]) / 6, sum(losses[-6:]) / 6
+        assert last < 0.7 * first, (method, first, last)
+        dev = [float(r["dev_loss"]) for r in read_csv(run_dir / "results.csv")]
+        assert dev[1] < dev[0], method
+
+
+@pytest.mark.slow
+def test_evaluation_and_report_for_all_four_methods(runs, data_root, tmp_path):
+    eval_dirs = []
+    for method, run_dir in runs.items():
+        entry = eval_original_task_only_xattn if method in ("fid", "zemi") else eval_original_task_only
+        for task in ("fruit_taste", "weather_effect"):
+            out = tmp_path / "eval" / run_dir.name / task
+            entry.main(["--processed_dataset_paths", *map(str, sorted((data_root / task).iterdir())),
+                        "--model_name_or_path", str(run_dir), "--saved_model_step", "-1", "--output_dir", str(out),
+                        "--per_device_eval_batch_size", "5"])
+            eval_dirs.append(out)
+            rows = json.loads((out / "results.json").read_text())["results"]
+            assert {(r["step"], r["template"]) for r in rows} == {
+                (step, f"{task}_{tpl}") for step in (STEPS_PER_EPOCH, 2 * STEPS_PER_EPOCH) for tpl in ("plain", "with_options")}
+            assert all(0 <= r["accuracy"] <= 1 and r["num_examples"] == 12 for r in rows)
+            assert all(r["gold_not_in_choices"] == (1 if task == "fruit_taste" else 0) for r in rows)
+    labels = [f"--label={m}_base={m}" for m in runs]
+    report.main([*map(str, eval_dirs), "--output_dir", str(tmp_path / "report"), *labels])
+    table = json.loads((tmp_path / "report" / "results.json").read_text())
+    assert list(table) == ["no_aug", "concat", "fid", "zemi"]
+    for entry in table.values():
+        assert set(entry["tasks"]) == {"fruit_taste", "weather_effect"}
+        assert entry["checkpoint"] in (STEPS_PER_EPOCH, 2 * STEPS_PER_EPOCH)
+        assert entry["average"] == pytest.approx(sum(entry["tasks"].values()) / 2)
+    markdown = (tmp_path / "report" / "table1.md").read_text()
+    assert markdown.count("| zemi |") == 2 and "fruit_taste" in markdown
+    assert (tmp_path / "report" / "table1.png").read_bytes()[:4] == b"\x89PNG"
+
+
+@pytest.mark.slow
+def test_the_authors_eval_command_lines_run_unchanged(runs, data_root, tmp_path):
+    """Flags of eval/run_eval_finetuned_mixture_xattn.sh, _FiD.sh and _baseline.sh, launched on the script file
+    from inside zemi/ as the authors did."""
+    paths = [str(p) for p in sorted((data_root / "weather_effect").iterdir())]
+    def xattn(run: Path, out: Path) -> list[str]:
+        return ["--processed_dataset_paths", *paths, "--model_name_or_path", str(run), "--saved_model_step", "-1",
+                "--output_dir", str(out), "--per_device_eval_batch_size", "4", "--max_length", "1024",
+                "--aug_max_length", "256", "--target_max_length", "256"]
+
+    baseline = ["--processed_dataset_paths", *paths, "--model_name_or_path", str(runs["concat"]), "--step_num", "-1",
+                "--output_dir", str(tmp_path / "concat"), "--per_device_eval_batch_size", "8"]
+    for script, args, out in (("eval_original_task_only_xattn.py", xattn(runs["zemi"], tmp_path / "zemi"), "zemi"),
+                              ("eval_original_task_only_xattn.py",
+                               xattn(runs["fid"], tmp_path / "fid") + ["--concat_input_at_augmentation"], "fid"),
+                              ("eval_original_task_only.py", baseline, "concat")):
+        done = launch("", args, script=script, cwd=REPO / "zemi")
+        assert done.returncode == 0, done.stderr[-3000:]
+        assert len(json.loads((tmp_path / out / "results.json").read_text())["results"]) == 4
+
+
+@pytest.mark.slow
+def test_two_processes_follow_the_loss_curve_of_one(tmp_path, backbone_without_dropout, data_root):
+    family, flags = method_flags("no_aug", backbone_without_dropout, Path())
+    one = launch("zemi.multi_task_fine_tune_baseline", flags + common_flags(data_root, tmp_path / "one", epochs=1))
+    two = launch("zemi.multi_task_fine_tune_baseline",
+                 flags + common_flags(data_root, tmp_path / "two", batch=2, epochs=1), processes=2)
+    assert one.returncode == 0, one.stderr[-3000:]
+    assert two.returncode == 0, two.stderr[-3000:]
+    curve_one = [float(r["loss"]) for r in read_csv(tmp_path / "one" / "train_log.csv")]
+    curve_two = [float(r["loss"]) for r in read_csv(tmp_path / "two" / "train_log.csv")]
+    assert len(curve_one) == len(curve_two) == STEPS_PER_EPOCH
+    assert max(abs(a - b) for a, b in zip(curve_one, curve_two)) < 1e-4
+    assert curve_one[-1] < curve_one[0]
+
+
+def final_weights(run_dir: Path) -> dict[str, torch.Tensor]:
+    return load_file(run_dir / f"step_{2 * STEPS_PER_EPOCH}" / "model.safetensors")
+
+
+@pytest.mark.slow
+def test_sigkill_after_a_mid_epoch_checkpoint_then_resume_gives_the_same_weights(
+        tmp_path, backbone_dir, data_root, perceiver_json):
+    _, flags = method_flags("zemi", backbone_dir, perceiver_json)
+    args = flags + ["--checkpointing_steps", "4", "--resume_from_checkpoint", "latest"]
+    reference = run_module("zemi.multi_task_fine_tune_xattn", args + common_flags(data_root, tmp_path / "reference"))
+    assert reference.returncode == 0, reference.stderr[-3000:]
+    interrupted = tmp_path / "interrupted"
+    killed = run_module("zemi.multi_task_fine_tune_xattn", args + common_flags(data_root, interrupted),
+                        env=subprocess_env(ZEMI_CRASH_AT="step:10"))
+    assert killed.returncode == -signal.SIGKILL, killed.stderr[-2000:]
+    assert not (interrupted / f"step_{STEPS_PER_EPOCH}").exists()
+    assert (interrupted / "checkpoints" / "step_8").is_dir()
+    resumed = run_module("zemi.multi_task_fine_tune_xattn", args + common_flags(data_root, interrupted))
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    expected, got = final_weights(tmp_path / "reference"), final_weights(interrupted)
+    assert expected.keys() == got.keys()
+    for name in expected:
+        assert torch.allclose(expected[name], got[name], atol=1e-6, rtol=0), name
+    steps = [int(r["step"]) for r in read_csv(interrupted / "train_log.csv")]
+    assert steps == list(range(1, 2 * STEPS_PER_EPOCH + 1))  # no step missing, none twice
+    assert read_csv(interrupted / "results.csv") == read_csv(tmp_path / "reference" / "results.csv")

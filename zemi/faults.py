@@ -1,0 +1,26 @@
+"""Fault injection for the crash-safety tests: with ZEMI_CRASH_AT=<point>:<n> in the environment, the process kills
+itself with SIGKILL the n-th time it reaches `crash_point(<point>)`. Without the variable nothing happens.
+
+Points: "step" (an optimizer step just finished), "state_write" (training state written to its temporary
+directory, not yet renamed), "checkpoint_write" (a step_N checkpoint written, not yet renamed), "validation"
+(inside the per-epoch validation loop).
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+from collections import Counter
+
+_reached: Counter = Counter()
+
+
+def crash_point(name: str) -> None:
+    spec = os.environ.get("ZEMI_CRASH_AT")
+    if not spec:
+        return
+    point, _, count = spec.partition(":")
+    if point == name:
+        _reached[name] += 1
+        if _reached[name] == int(count or 1):
+            os.kill(os.getpid(), signal.SIGKILL)
