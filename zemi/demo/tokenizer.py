@@ -26,8 +26,6 @@ BACKBONE_DIR = DEMO_DIR / "backbone"
 VOCAB_SIZE = 8000  # all ids, sentinels included
 NUM_SENTINELS = 100  # T5's <extra_id_N> tokens for span corruption
 SPECIAL_TOKENS = ("<pad>", "</s>", "<unk>")  # ids 0, 1, 2 as in T5
-
-
 SCORE_DECIMALS = 6
 
 
@@ -41,11 +39,11 @@ def pre_tokenizer() -> pre_tokenizers.PreTokenizer:
 
 
 def train_pieces(texts: Iterable[str], vocab_size: int) -> list[tuple[str, float]]:
-    """Learn a unigram vocabulary (pieces and log-probabilities) with the tokenizers library.
+    """Learn a unigram vocabulary: the learned pieces and their log-probabilities, best first, specials left out.
 
-    The special tokens come first so that they take ids 0-2; the sentinels are added afterwards, at the end.
     The trainer's EM sums run on one thread (several threads change the float rounding, hence the scores, from run
-    to run) and the scores are rounded, so the saved tokenizer is byte-identical on every run.
+    to run), scores are rounded, and ties (which the trainer emits in hash order) are sorted by piece, so the saved
+    tokenizer is byte-identical on every run.
     """
     os.environ["RAYON_NUM_THREADS"] = "1"  # read when tokenizers first starts its thread pool
     tokenizer = Tokenizer(Unigram())
@@ -54,22 +52,21 @@ def train_pieces(texts: Iterable[str], vocab_size: int) -> list[tuple[str, float
                              max_piece_length=16, show_progress=False)
     tokenizer.train_from_iterator(texts, trainer=trainer)
     vocab = json.loads(tokenizer.to_str())["model"]["vocab"]
-    return [(piece, round(float(score), SCORE_DECIMALS)) for piece, score in vocab]
+    learned = [(piece, round(float(score), SCORE_DECIMALS)) for piece, score in vocab if piece not in SPECIAL_TOKENS]
+    return sorted(learned, key=lambda item: (-item[1], item[0]))
 
 
 def build_t5_tokenizer(pieces: list[tuple[str, float]]) -> T5Tokenizer:
-    """Wrap learned pieces in transformers' T5Tokenizer, appending the sentinels in T5's reverse order."""
-    # Ties in score come out of the trainer in hash order; sorting fixes the ids.
-    learned = sorted(((piece, score) for piece, score in pieces if piece not in SPECIAL_TOKENS),
-                     key=lambda item: (-item[1], item[0]))
-    vocab = [(token, 0.0) for token in SPECIAL_TOKENS] + learned
+    """Wrap learned pieces in transformers' T5Tokenizer: pad, eos, unk, the pieces, then the sentinels in T5's
+    reverse order (<extra_id_0> last)."""
+    vocab = [(token, 0.0) for token in SPECIAL_TOKENS] + list(pieces)
     vocab += [(f"<extra_id_{i}>", 0.0) for i in range(NUM_SENTINELS - 1, -1, -1)]
     return T5Tokenizer(vocab=vocab, extra_ids=NUM_SENTINELS, model_max_length=512)
 
 
 def train_tokenizer(corpus_path: Path = CORPUS_PATH, vocab_size: int = VOCAB_SIZE) -> T5Tokenizer:
     texts = [record["text"] for record in read_corpus(corpus_path)]
-    pieces = train_pieces(texts, vocab_size - NUM_SENTINELS)
+    pieces = train_pieces(texts, vocab_size - NUM_SENTINELS)  # the trainer's size counts the special tokens
     tokenizer = build_t5_tokenizer(pieces)
     if len(tokenizer) != vocab_size:
         raise RuntimeError(f"tokenizer has {len(tokenizer)} ids, expected {vocab_size}")
