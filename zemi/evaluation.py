@@ -16,18 +16,17 @@ from typing import Sequence
 import torch
 from accelerate import Accelerator
 from torch.utils.data import DataLoader
-from transformers import AutoTokenizer
+from transformers import AutoTokenizer, DynamicCache, EncoderDecoderCache
 from transformers.modeling_outputs import BaseModelOutput
 
-from zemi.checkpoints import RunDirectory, write_csv_atomic, write_json_atomic
+from zemi.checkpoints import CheckpointReadError, RunDirectory, write_csv_atomic, write_json_atomic
 from zemi.config import EvalConfig, parse_config, setup_logging
 from zemi.data.collate import Collator
-from zemi.data.mixture import DataError, EvalTemplate, load_eval_templates
+from zemi.data.mixture import DataError, EvalTemplate, scan_eval_templates
 from zemi.data.processing import Featurizer, MaxLengths
 from zemi.data.tokenized import tokenize
 from zemi.method import Method, text_rules
-from zemi.modeling_t5 import (CheckpointMismatchError, T5WithOwnLMHead, get_architecture, model_inputs,
-                              resolve_perceiver_config)
+from zemi.modeling_t5 import T5WithOwnLMHead, get_architecture, model_inputs, resolve_perceiver_config
 
 logger = logging.getLogger(__name__)
 
@@ -44,17 +43,30 @@ def _best_choice(scores: torch.Tensor, owner: torch.Tensor, num_choices: torch.T
     return table.argmax(-1)
 
 
+def cross_attention_cache(model, states: torch.Tensor, owner: torch.Tensor) -> EncoderDecoderCache:
+    """Every decoder layer's cross-attention keys and values, projected once per example and shared by its choices
+    (the decoder would otherwise project the same encoder states again for every answer choice)."""
+    cross = DynamicCache(config=model.decoder.config)
+    for index, block in enumerate(model.decoder.block):
+        attention = block.layer[1].EncDecAttention
+        shape = (*states.shape[:-1], -1, attention.key_value_proj_dim)
+        keys = attention.k(states).view(shape).transpose(1, 2)  # (B, heads, S, d_kv)
+        values = attention.v(states).view(shape).transpose(1, 2)
+        cross.update(keys.index_select(0, owner), values.index_select(0, owner), index)
+    return EncoderDecoderCache(DynamicCache(config=model.decoder.config), cross)
+
+
 @torch.no_grad()
 def rank_choices(model, batch: dict[str, torch.Tensor]) -> torch.Tensor:
     """Predicted choice index per example: encode each example once, decode all its choices together."""
     encoded = model.encode(**model_inputs(batch))
     owner = batch["choice_owner"]
-    states = encoded.hidden_states.index_select(0, owner)  # (N, S, D)
     logits = model(
-        encoder_outputs=BaseModelOutput(last_hidden_state=states),
+        encoder_outputs=BaseModelOutput(last_hidden_state=encoded.hidden_states.index_select(0, owner)),  # (N, S, D)
         attention_mask=encoded.attention_mask.index_select(0, owner),
         decoder_input_ids=model._shift_right(batch["choice_ids"]),
-        use_cache=False,
+        past_key_values=cross_attention_cache(model, encoded.hidden_states, owner),
+        use_cache=True,
     ).logits
     return _best_choice(_choice_scores(logits, batch["choice_ids"], batch["choice_mask"]), owner, batch["num_choices"])
 
@@ -124,7 +136,19 @@ class EvalSource:
         return cls(name, run, Method(architecture, rules, perceiver), lengths, tokenizer_source)
 
     def checkpoints(self, step: int) -> list[tuple[int, Path | None]]:
-        return self.run.checkpoints(step) if self.run else [(0, None)]
+        """The checkpoints to evaluate, each checked before any data or weights are loaded: one whose keys or
+        document slots do not fit the run fails here; an unreadable one fails here unless a sweep will skip it."""
+        if self.run is None:
+            return [(0, None)]
+        found = self.run.checkpoints(step)
+        for _, checkpoint in found:
+            try:
+                self.run.check_checkpoint(checkpoint, self.method.rules,
+                                          fix=str(self.run.path / "perceiver_config.json"))
+            except CheckpointReadError:
+                if step != -1:
+                    raise
+        return found
 
     def load(self, checkpoint: Path | None, model_name: str):
         return self.run.load_model(checkpoint) if self.run else T5WithOwnLMHead.from_pretrained(model_name)
@@ -141,8 +165,9 @@ def evaluate_template(model, template: EvalTemplate, featurizer: Featurizer, col
         data = data.select(range(min(100, len(data))))
     if config.strict and not all(data["gold_in_choices"]):
         rows = [i for i, ok in enumerate(data["gold_in_choices"]) if not ok]
-        raise GoldNotInChoicesError(f"{template.path} [validation]: gold target not among answer_choices in rows "
-                                    f"{rows[:20]} (drop --strict to score them against choice 0, as the original)")
+        raise GoldNotInChoicesError(f"{template.path} [validation]: {len(rows)} rows {rows[:20]}: the gold target "
+                                    "(targets_pretokenized, stripped) is not among answer_choices (drop --strict to "
+                                    "score them against choice 0, as the original does)")
     # Longest first: similar lengths share a batch (less padding), and memory peaks at once, not at the end.
     order = sorted(range(len(data)), key=lambda i: -data[i]["length"]) if len(data) < 200_000 else range(len(data))
     loader = accelerator.prepare(DataLoader(data.select(order), batch_size=config.per_device_eval_batch_size,
@@ -167,30 +192,27 @@ def run_evaluation(config: EvalConfig) -> Path:
     setup_logging(accelerator)
     output_dir = Path(config.output_dir)
     source = EvalSource.from_config(config)
-    templates = load_eval_templates(config.processed_dataset_paths)
+    checkpoints = source.checkpoints(config.saved_model_step)
+    templates, skipped_templates = scan_eval_templates(config.processed_dataset_paths,
+                                                       documents_read=source.method.rules.documents_read)
     if not templates:
         raise DataError(f"none of {config.processed_dataset_paths} is an evaluable template directory")
     tokenizer = AutoTokenizer.from_pretrained(source.tokenizer_source)
     featurizer = Featurizer(tokenizer, source.method.rules, source.lengths,
                             input_eos=bool(source.run and source.run.args.get("input_eos")))
-    collator = Collator(tokenizer.pad_token_id)
+    fixed = config.pad_to_max_length
+    collator = Collator(tokenizer.pad_token_id, input_length=source.lengths.input if fixed else None,
+                        document_length=source.lengths.document if fixed else None)
     cache_dir = Path(config.cache_dir or output_dir / "tokenized_cache")
-    results_file = output_dir / "results.json"
-    rows = _previous_rows(results_file, source)
+    rows = _previous_rows(output_dir / "results.json", source)
     done = {(row["step"], row["template_path"]) for row in rows}
-    sweep = config.saved_model_step == -1
-    for step, checkpoint in source.checkpoints(config.saved_model_step):
+    skipped = {"templates": [{"path": str(t.path), "reason": t.reason} for t in skipped_templates], "checkpoints": []}
+    for step, checkpoint in checkpoints:
         todo = [t for t in templates if (step, str(t.path)) not in done]
         if not todo:
             continue
-        try:
-            model = source.load(checkpoint, config.model_name_or_path)
-        except CheckpointMismatchError:
-            raise
-        except Exception as err:  # a truncated or corrupt file must not stop a sweep over the other checkpoints
-            if not sweep:
-                raise
-            logger.warning("skipping unreadable checkpoint %s: %s", checkpoint, err)
+        model = _load_or_skip(source, step, checkpoint, config, skipped["checkpoints"])
+        if model is None:
             continue
         model.to(accelerator.device).eval()
         for template in todo:
@@ -199,10 +221,28 @@ def run_evaluation(config: EvalConfig) -> Path:
             logger.info("step %s %s/%s: accuracy %.4f (%d examples)", step, score.task, score.template,
                         score.accuracy, score.num_examples)
         if accelerator.is_main_process:
-            _write_results(output_dir, source, rows)
+            _write_results(output_dir, source, rows, skipped)
         del model
+    if not rows:
+        raise CheckpointReadError(f"no checkpoint of {config.model_name_or_path} could be read: "
+                                  f"{[entry['error'] for entry in skipped['checkpoints']]}")
+    if accelerator.is_main_process:
+        _write_results(output_dir, source, rows, skipped)
     accelerator.wait_for_everyone()
     return output_dir
+
+
+def _load_or_skip(source: EvalSource, step: int, checkpoint: Path | None, config: EvalConfig, skipped: list[dict]):
+    """The checkpoint's model; in a `--saved_model_step -1` sweep an unreadable (truncated, corrupt, refused)
+    checkpoint is reported, recorded in the results and skipped, so the others are still evaluated."""
+    try:
+        return source.load(checkpoint, config.model_name_or_path)
+    except CheckpointReadError as err:
+        if config.saved_model_step != -1:
+            raise
+        logger.warning("skipping unreadable checkpoint %s: %s", checkpoint, err)
+        skipped.append({"step": step, "path": str(checkpoint), "error": str(err)})
+        return None
 
 
 def _previous_rows(results_file: Path, source: EvalSource) -> list[dict]:
@@ -217,11 +257,11 @@ def _model_id(source: EvalSource) -> str:
     return str(source.run.path.resolve()) if source.run else source.name
 
 
-def _write_results(output_dir: Path, source: EvalSource, rows: list[dict]) -> None:
+def _write_results(output_dir: Path, source: EvalSource, rows: list[dict], skipped: dict[str, list]) -> None:
     output_dir.mkdir(parents=True, exist_ok=True)
     write_json_atomic(output_dir / "results.json", {
         "model": _model_id(source), "method": source.name, "architecture": source.method.architecture,
-        "results": rows})
+        "results": rows, "skipped_templates": skipped["templates"], "skipped_checkpoints": skipped["checkpoints"]})
     write_csv_atomic(output_dir / "results.csv", rows)
 
 

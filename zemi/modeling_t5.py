@@ -172,9 +172,8 @@ class T5ForConditionalGenerationFiD(_DocumentFusedT5):
 
     def encode(self, input_ids, attention_mask, aug_input_ids, aug_attention_mask, aug_exist_idx=None) -> Encoded:
         b, m, la = aug_input_ids.shape
-        states = self.encoder(
-            input_ids=aug_input_ids.reshape(b * m, la), attention_mask=aug_attention_mask.reshape(b * m, la)
-        ).last_hidden_state  # (B*M, La, D)
+        # Padding slots (no token at all) are hidden from the decoder by their mask: no need to encode them.
+        states = encode_slots(self.encoder, aug_input_ids, aug_attention_mask, aug_attention_mask.any(-1))
         return Encoded(states.reshape(b, m * la, -1), aug_attention_mask.reshape(b, m * la))
 
 
@@ -241,14 +240,26 @@ class T5ForConditionalGenerationMultiAug(_DocumentFusedT5):
         hidden = self.encoder(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state  # (B, L, D)
         b, m, la = aug_input_ids.shape
         doc_encoder = self.aug_encoder if self.aug_encoder is not None else self.encoder
+        # Absent slots (aug_exist_idx 0) are masked out of the cross-attention: no need to encode them.
+        present = aug_exist_idx.bool() if aug_exist_idx is not None else None
         with torch.set_grad_enabled(torch.is_grad_enabled() and self.aug_encoder is None):
-            docs = doc_encoder(
-                input_ids=aug_input_ids.reshape(b * m, la), attention_mask=aug_attention_mask.reshape(b * m, la)
-            ).last_hidden_state  # (B*M, La, D)
+            docs = encode_slots(doc_encoder, aug_input_ids, aug_attention_mask, present)  # (B*M, La, D)
         media = self.perceiver_resampler(docs.reshape(b, m, la, -1))  # (B, M, num_latents, D)
         for block in self.xattn_stack:
             hidden = block(hidden, media, aug_exist_idx)  # (B, L, D)
         return Encoded(hidden, attention_mask)
+
+
+def encode_slots(encoder: nn.Module, ids: torch.Tensor, mask: torch.Tensor, keep: torch.Tensor | None) -> torch.Tensor:
+    """Encoder states (B*M, La, D) of the document slots (B, M, La); slots where `keep` (B, M) is False are not
+    run through the encoder and get zeros (their states are masked downstream)."""
+    b, m, la = ids.shape
+    ids, mask = ids.reshape(b * m, la), mask.reshape(b * m, la)
+    if keep is None or bool(keep.all()):
+        return encoder(input_ids=ids, attention_mask=mask).last_hidden_state
+    rows = keep.reshape(-1).nonzero().squeeze(1)
+    states = encoder(input_ids=ids[rows], attention_mask=mask[rows]).last_hidden_state  # (kept, La, D)
+    return states.new_zeros(b * m, la, states.shape[-1]).index_copy(0, rows, states)
 
 
 def _perceiver_config_for(config: T5Config, given: PerceiverXattnConfig | dict | None) -> PerceiverXattnConfig:
