@@ -13,6 +13,14 @@ if [ -z "${PYTHON:-}" ]; then
 fi
 export PYTHON
 
+# Processes: one per visible GPU, or one CPU process.
+if [ -z "${NUM_GPUS:-}" ]; then
+    NUM_GPUS="$("$PYTHON" -c 'import torch; print(torch.cuda.device_count())' 2>/dev/null || echo 0)"
+fi
+export NUM_GPUS
+export NUM_PROCESSES="${NUM_PROCESSES:-$(( NUM_GPUS > 0 ? NUM_GPUS : 1 ))}"
+export MAIN_PROCESS_PORT="${MAIN_PROCESS_PORT:-20655}"
+
 export TRAINING_SRC_ROOT="${TRAINING_SRC_ROOT:-$ZEMI_REPO_ROOT/training}"
 export DATA_ROOT="${DATA_ROOT:-$ZEMI_REPO_ROOT/data}"
 
@@ -24,7 +32,6 @@ if [ "$ZEMI_PRESET" = demo ]; then
     export TRAIN_MIXTURE="${TRAIN_MIXTURE:-$(cat "$DATA_ROOT/demo/train_mixture.txt" 2>/dev/null)}"
     export EVAL_TASKS="${EVAL_TASKS:-$(cat "$DATA_ROOT/demo/eval_tasks.txt" 2>/dev/null)}"
     export REPORT_DIR_BASE="${REPORT_DIR_BASE:-$OUTPUT_SRC_ROOT}"
-    export NUM_PROCESSES="${NUM_PROCESSES:-1}"
     export DEMO_SETTINGS_FILE="${DEMO_SETTINGS_FILE:-$DATA_ROOT/demo/settings.sh}"
     # The demo's recipe (epochs, lengths, batch sizes, learning rate) lives beside its data.
     [ -f "$DEMO_SETTINGS_FILE" ] && source "$DEMO_SETTINGS_FILE"
@@ -53,17 +60,15 @@ export MAX_LENGTH="${MAX_LENGTH:-1024}"
 export AUG_MAX_LENGTH="${AUG_MAX_LENGTH:-256}"
 export TARGET_MAX_LENGTH="${TARGET_MAX_LENGTH:-256}"
 export CONCAT_AUG_NUM="${CONCAT_AUG_NUM:-5}"
-export MIXED_PRECISION="${MIXED_PRECISION:-no}"   # fp32 as published; bf16 for speed on GPUs
+# bf16 autocast on GPUs that have it (same accuracy, several times faster; tests/test_precision.py), else fp32.
+# MIXED_PRECISION=no reproduces the published fp32 arithmetic exactly.
+if [ -z "${MIXED_PRECISION:-}" ]; then
+    MIXED_PRECISION="$("$PYTHON" -c 'import torch; print("bf16" if torch.cuda.is_available() and torch.cuda.is_bf16_supported() else "no")' 2>/dev/null || echo no)"
+fi
+export MIXED_PRECISION
 export EXTRA_TRAIN_ARGS="${EXTRA_TRAIN_ARGS:-}"    # e.g. "--group_by_length --checkpointing_steps 2000"
 export EXTRA_EVAL_ARGS="${EXTRA_EVAL_ARGS:-}"
 
-# Processes: one per visible GPU, or one CPU process.
-if [ -z "${NUM_GPUS:-}" ]; then
-    NUM_GPUS="$("$PYTHON" -c 'import torch; print(torch.cuda.device_count())' 2>/dev/null || echo 0)"
-fi
-export NUM_GPUS
-export NUM_PROCESSES="${NUM_PROCESSES:-$(( NUM_GPUS > 0 ? NUM_GPUS : 1 ))}"
-export MAIN_PROCESS_PORT="${MAIN_PROCESS_PORT:-20655}"
 
 export TOKENIZERS_PARALLELISM=false
 [ -n "${ZEMI_QUIET:-}" ] || echo "[SETUP_ENV] preset=$ZEMI_PRESET data=$AUG_DATA_ROOT output=$OUTPUT_SRC_ROOT processes=$NUM_PROCESSES (GPUs: $NUM_GPUS)"

@@ -1,0 +1,95 @@
+"""The fast path gives the reference path's results: exactly in fp32, and within tolerance in bf16."""
+
+from __future__ import annotations
+
+import csv
+import random
+
+import pytest
+import torch
+from datasets import DatasetDict
+from transformers import AutoTokenizer
+
+from tests.fixture_data import _eval_examples, _template_split
+from tests.test_training_smoke import run_module
+from zemi.data.collate import Collator
+from zemi.data.mixture import load_eval_templates
+from zemi.data.processing import Featurizer, MaxLengths, TextRules
+from zemi.evaluation import rank_choices, rank_choices_reencoding
+from zemi.modeling_t5 import build_model
+
+
+def train(tmp_path, backbone, data_root, perceiver, name: str, precision: str):
+    """A one-epoch Zemi run in its own process (accelerate fixes the precision once per process)."""
+    args = [
+        "--model_architecture", "SharedEncoderDecoder_MultiAug", "--lm_name", str(backbone), "--perceiver_config",
+        str(perceiver), "--dataset_root_path", str(data_root), "--dataset_dir_names", "animal_colors", "animal_homes",
+        "--num_train_epochs", "1", "--learning_rate", "3e-3", "--warmup_ratio", "0.1", "--max_length", "48",
+        "--aug_max_length", "24", "--target_max_length", "8", "--mixed_precision", precision,
+        "--output_dir", str(tmp_path / name)]
+    done = run_module("zemi.multi_task_fine_tune_xattn", args)
+    assert done.returncode == 0, done.stderr[-3000:]
+    return tmp_path / name
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory, backbone_dir, data_root, perceiver_json):
+    return train(tmp_path_factory.mktemp("precision"), backbone_dir, data_root, perceiver_json, "fp32", "no")
+
+
+@pytest.fixture(scope="module")
+def large_eval_set(tmp_path_factory):
+    """A few hundred held-out examples, so that "99 % agreement" means something."""
+    root = tmp_path_factory.mktemp("large_eval")
+    rows = _eval_examples(random.Random(1), 150, "fruit") + _eval_examples(random.Random(2), 150, "weather")
+    DatasetDict({"validation": _template_split(rows, "with_options", with_choices=True)}).save_to_disk(
+        str(root / "mixed" / "mixed_with_options"))
+    return load_eval_templates([root / "mixed" / "mixed_with_options"])[0]
+
+
+def predictions(model, template, tokenizer, rank, dtype) -> torch.Tensor:
+    featurizer = Featurizer(tokenizer, TextRules(num_documents=5), MaxLengths(48, 24, 8))
+    rows = template.dataset.map(featurizer.eval_features, batched=True, remove_columns=template.dataset.column_names)
+    collate = Collator(tokenizer.pad_token_id)
+    out = []
+    for start in range(0, len(rows), 16):
+        batch = collate([rows[i] for i in range(start, min(start + 16, len(rows)))])
+        with torch.autocast("cpu", dtype=dtype, enabled=dtype != torch.float32):
+            out.append(rank(model, batch))
+    return torch.cat(out)
+
+
+@pytest.mark.slow
+def test_fp32_fast_path_predicts_exactly_like_the_reference_path(trained, large_eval_set):
+    tokenizer = AutoTokenizer.from_pretrained(trained)
+    step = max(trained.glob("step_*"), key=lambda p: int(p.name.split("_")[1]))
+    reference = build_model("SharedEncoderDecoder_MultiAug", step, attn_implementation="eager").eval()
+    fast = build_model("SharedEncoderDecoder_MultiAug", step, attn_implementation="sdpa").eval()
+    assert reference.config._attn_implementation == "eager" and fast.config._attn_implementation == "sdpa"
+    expected = predictions(reference, large_eval_set, tokenizer, rank_choices_reencoding, torch.float32)
+    got = predictions(fast, large_eval_set, tokenizer, rank_choices, torch.float32)
+    assert torch.equal(expected, got)
+
+
+@pytest.mark.slow
+def test_bf16_predictions_agree_with_fp32_on_99_percent(trained, large_eval_set):
+    tokenizer = AutoTokenizer.from_pretrained(trained)
+    step = max(trained.glob("step_*"), key=lambda p: int(p.name.split("_")[1]))
+    model = build_model("SharedEncoderDecoder_MultiAug", step).eval()
+    fp32 = predictions(model, large_eval_set, tokenizer, rank_choices, torch.float32)
+    bf16 = predictions(model, large_eval_set, tokenizer, rank_choices, torch.bfloat16)
+    assert len(fp32) == 300
+    assert (fp32 == bf16).float().mean() >= 0.99
+
+
+@pytest.mark.slow
+def test_bf16_training_loss_stays_within_2_percent_of_fp32(tmp_path, trained, backbone_without_dropout, data_root,
+                                                           perceiver_json):
+    curves = {}
+    for precision in ("no", "bf16"):
+        run = train(tmp_path, backbone_without_dropout, data_root, perceiver_json, precision, precision)
+        with open(run / "train_log.csv", newline="") as handle:
+            curves[precision] = [float(row["loss"]) for row in csv.DictReader(handle)]
+    assert len(curves["no"]) == len(curves["bf16"]) == 18
+    worst = max(abs(a - b) / a for a, b in zip(curves["no"], curves["bf16"]))
+    assert worst <= 0.02, worst
