@@ -89,3 +89,18 @@ zemi_report() {
     done
     "$PYTHON" -m zemi.report "${dirs[@]}" "${labels[@]}" --output_dir "${!report_dir_var}"
 }
+
+# zemi_run METHOD SIZE FAMILY [training flags...]: train (unless SKIP_TRAIN), evaluate, report; what a script does.
+zemi_run() {
+    local method="$1" size="$2" family="$3"; shift 3
+    local size_var="${size^^}" run="${method}_$size"
+    local lm_var="LM_$size_var" bs_var="BS_$size_var"
+    [ -n "${SKIP_TRAIN:-}" ] || zemi_check_model "${!lm_var}"
+    if [ "$family" = baseline ]; then
+        zemi_train baseline "$run" --model_name_or_path "${!lm_var}" --per_device_train_batch_size "${!bs_var}" "$@"
+    else
+        zemi_train xattn "$run" --lm_name "${!lm_var}" --per_device_train_batch_size "${!bs_var}" "$@"
+    fi
+    zemi_evaluate "$run"
+    zemi_report "$size"
+}

@@ -1,15 +1,10 @@
 #!/usr/bin/env bash
 # FiD baseline: each 'input + document' encoded alone, the decoder reads them all (t5-base-lm-adapt).
 # Multitask training on the P3 mixture, zero-shot evaluation on the held-out tasks, then the Table 1 report.
-# Settings come from SETUP_ENV.sh, each overridable from the environment. SKIP_TRAIN=1 evaluates an existing run
-# directory instead, e.g. the authors' checkpoint placed at output/p3_finetuning/fid_base.
+# Settings: SETUP_ENV.sh, each overridable from the environment. SKIP_TRAIN=1 evaluates an existing run directory
+# instead, e.g. the authors' checkpoint placed at output/p3_finetuning/fid_base.
 set -euo pipefail
-cd "$(dirname "$0")/.."
-source ./SETUP_ENV.sh
-source "$TRAINING_SRC_ROOT/common.sh"
+cd "$(dirname "$0")/.." && source ./SETUP_ENV.sh && source "$TRAINING_SRC_ROOT/common.sh"
 
-RUN=fid_base
-[ -n "${SKIP_TRAIN:-}" ] || zemi_check_model "$LM_BASE"
-zemi_train xattn "$RUN" --model_architecture FiD --lm_name "$LM_BASE" --perceiver_config "$PERCEIVER_CONFIG_BASE" --per_device_train_batch_size "$BS_BASE" --concat_input_at_augmentation
-zemi_evaluate "$RUN"
-zemi_report base
+zemi_run fid base xattn --model_architecture FiD --perceiver_config "$PERCEIVER_CONFIG_BASE" \
+    --concat_input_at_augmentation

@@ -1,15 +1,9 @@
 #!/usr/bin/env bash
 # No Aug baseline: plain T5 on the prompted input (t5-large-lm-adapt).
 # Multitask training on the P3 mixture, zero-shot evaluation on the held-out tasks, then the Table 1 report.
-# Settings come from SETUP_ENV.sh, each overridable from the environment. SKIP_TRAIN=1 evaluates an existing run
-# directory instead, e.g. the authors' checkpoint placed at output/p3_finetuning/no_aug_large.
+# Settings: SETUP_ENV.sh, each overridable from the environment. SKIP_TRAIN=1 evaluates an existing run directory
+# instead, e.g. the authors' checkpoint placed at output/p3_finetuning/no_aug_large.
 set -euo pipefail
-cd "$(dirname "$0")/.."
-source ./SETUP_ENV.sh
-source "$TRAINING_SRC_ROOT/common.sh"
+cd "$(dirname "$0")/.." && source ./SETUP_ENV.sh && source "$TRAINING_SRC_ROOT/common.sh"
 
-RUN=no_aug_large
-[ -n "${SKIP_TRAIN:-}" ] || zemi_check_model "$LM_LARGE"
-zemi_train baseline "$RUN" --model_name_or_path "$LM_LARGE" --per_device_train_batch_size "$BS_LARGE" --concat_aug_num 0
-zemi_evaluate "$RUN"
-zemi_report large
+zemi_run no_aug large baseline --concat_aug_num 0
