@@ -39,7 +39,7 @@ def test_tiny_cpu_benchmark_reports_both_modes_of_all_four_methods():
 
 @pytest.mark.slow
 def test_benchmark_on_real_examples_of_a_30aug_root(data_root, backbone_dir):
-    report = run_benchmark("--methods", "zemi", "concat", "--data_root", str(data_root), "--tokenizer",
+    report = run_benchmark("--methods", "zemi", "--steps", "1", "--data_root", str(data_root), "--tokenizer",
                            str(backbone_dir), "--train_tasks", "animal_colors", "animal_homes",
                            "--eval_task", "weather_effect")
     assert report["shapes"].startswith("real examples")
