@@ -10,7 +10,16 @@ import argparse
 import dataclasses
 import logging
 from dataclasses import dataclass, field
-from typing import Any, Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Sequence
+
+from transformers import T5Config
+
+from zemi.checkpoints import RunDirectory
+from zemi.modeling_t5 import ARCHITECTURES, PerceiverXattnConfig, get_architecture
+
+if TYPE_CHECKING:
+    from zemi.method import Method
 
 logger = logging.getLogger(__name__)
 
@@ -91,6 +100,21 @@ class TrainConfig:
         for name in positive:
             if getattr(self, name) < 1:
                 raise ValueError(f"--{name} must be a positive integer, got {getattr(self, name)}")
+        if self.model_architecture not in ARCHITECTURES:
+            raise ValueError(f"--model_architecture {self.model_architecture!r} is unknown; valid names: "
+                             f"{sorted(ARCHITECTURES)}")
+        _check_document_counts(self.fit_aug_num, self.concat_aug_num)
+        for name in ("num_warmup_steps", "dataloader_num_workers"):
+            if getattr(self, name) < 0:
+                raise ValueError(f"--{name} must be >= 0, got {getattr(self, name)}")
+        if self.num_shots is not None and self.num_shots < 1:
+            raise ValueError(f"--num_shots must be a positive number of examples per template, got {self.num_shots}")
+        if self.saved_model_step is not None and self.saved_model_step < 0:
+            raise ValueError(f"--saved_model_step must name one checkpoint step (>= 0), got {self.saved_model_step}")
+        if self.resume_from_checkpoint not in (None, "latest") and \
+                not (Path(self.resume_from_checkpoint) / "trainer_state.json").is_file():
+            raise ValueError(f"--resume_from_checkpoint {self.resume_from_checkpoint} is not a training state directory "
+                             f"(no trainer_state.json); pass 'latest' or <output_dir>/checkpoints/step_N")
         if self.lm_name is None:
             raise ValueError("--lm_name (or --model_name_or_path) is required: the backbone T5, e.g. google/t5-base-lm-adapt")
         if not self.dataset_dir_names:
@@ -105,8 +129,6 @@ class TrainConfig:
             raise ValueError(f"--max_train_steps must be positive, got {self.max_train_steps}")
         if self.checkpointing_steps is not None and self.checkpointing_steps < 1:
             raise ValueError(f"--checkpointing_steps must be positive, got {self.checkpointing_steps}")
-        if self.concat_aug_num < 0:
-            raise ValueError(f"--concat_aug_num must be >= 0, got {self.concat_aug_num}")
         if (self.saved_model_dir is None) != (self.saved_model_step is None):
             raise ValueError("--saved_model_dir and --saved_model_step go together")
         if self.filter_dataset:
@@ -139,6 +161,9 @@ class EvalConfig:
     concat_aug_num: int | None = option(None, "Concat baseline's documents (default: the run's args.json)")
     lm_name: str | None = option(None, "Backbone (for config and tokenizer) when args.json does not say")
     strict: bool = option(False, "Fail on a gold target missing from its answer choices instead of scoring choice 0")
+    pad_to_max_length: bool = option(False, "Pad inputs and documents to the max lengths instead of the batch's "
+                                     "longest; Zemi's resampler attends to padding, so only this makes its scores "
+                                     "independent of the batch an example falls in")
     mixed_precision: str = option("no", "no (fp32), bf16 or fp16", choices=("no", "bf16", "fp16"))
     cache_dir: str | None = option(None, "Tokenised-dataset cache (default: <output_dir>/tokenized_cache)")
     num_proc: int = option(1, "Processes for tokenisation")
@@ -153,6 +178,48 @@ class EvalConfig:
             value = getattr(self, name)
             if value is not None and value < 1:
                 raise ValueError(f"--{name} must be positive, got {value}")
+        if self.num_proc < 1:
+            raise ValueError(f"--num_proc must be a positive integer, got {self.num_proc}")
+        if self.saved_model_step < -1:
+            raise ValueError(f"--saved_model_step must be -1 (every checkpoint) or a step, got {self.saved_model_step}")
+        _check_document_counts(self.fit_aug_num, self.concat_aug_num)
+
+
+def _check_document_counts(fit_aug_num: int | None, concat_aug_num: int | None) -> None:
+    if fit_aug_num is not None and fit_aug_num != -1 and fit_aug_num < 1:
+        raise ValueError(f"--fit_aug_num must be -1 (off) or a positive number of documents to fold into the model's "
+                         f"slots, got {fit_aug_num}")
+    if concat_aug_num is not None and concat_aug_num < 0:
+        raise ValueError(f"--concat_aug_num must be >= 0 (0: No Aug), got {concat_aug_num}")
+
+
+def check_training_start(config: TrainConfig, method: Method) -> None:
+    """What the flags alone cannot show, checked before any data or weights are loaded: the fusion settings fit the
+    backbone, and a --saved_model_dir checkpoint is readable, of the same architecture, and has a slot for every
+    document the run feeds an example."""
+    if get_architecture(method.architecture).needs_perceiver_config:
+        backbone = config.config_name or config.lm_name
+        try:
+            t5_config = T5Config.from_pretrained(backbone)
+        except (OSError, ValueError) as err:
+            raise ValueError(f"--lm_name {backbone}: cannot read the backbone's config.json ({err})") from err
+        method.perceiver_config.check(d_model=t5_config.d_model, source=f"--perceiver_config {config.perceiver_config}")
+    if config.saved_model_dir is None:
+        return
+    run = RunDirectory.open(config.saved_model_dir)
+    if run.architecture != method.architecture:
+        raise ValueError(f"--saved_model_dir {config.saved_model_dir} holds a {run.architecture} model but "
+                         f"--model_architecture is {method.architecture}; pass --model_architecture {run.architecture}")
+    checkpoint = run.checkpoints(config.saved_model_step)[0][1]
+    run.check_checkpoint(checkpoint, method.rules, fix=f"--perceiver_config {config.perceiver_config}")
+    if run.perceiver_config is not None and method.perceiver_config is not None:
+        ours = PerceiverXattnConfig.from_dict(method.perceiver_config_values).to_dict()
+        theirs = run.perceiver_config.to_dict()
+        differing = sorted(name for name in ours if ours[name] != theirs[name])
+        if differing:
+            raise ValueError(f"--perceiver_config {config.perceiver_config} differs from {run.path}/"
+                             f"perceiver_config.json in {differing}; the model continues with the saved run's "
+                             f"settings, so pass that file as --perceiver_config")
 
 
 def setup_logging(accelerator: Accelerator) -> None:

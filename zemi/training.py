@@ -26,9 +26,9 @@ from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
 from transformers import AutoTokenizer, get_scheduler
 
-from zemi.checkpoints import (RunDirectory, publish, remove_stale_temporaries, save_model_atomic, temporary_sibling,
+from zemi.checkpoints import (RunDirectory, publish, recover_interrupted_writes, save_model_atomic, temporary_sibling,
                               write_csv_atomic, write_json_atomic)
-from zemi.config import TrainConfig, parse_config, setup_logging
+from zemi.config import TrainConfig, check_training_start, parse_config, setup_logging
 from zemi.data.collate import LABEL_PAD, Collator
 from zemi.data.mixture import load_training_mixture
 from zemi.data.processing import Featurizer, MaxLengths
@@ -83,14 +83,16 @@ class Trainer:
         config, accelerator = self.config, self.accelerator
         if accelerator.is_main_process:
             self.output_dir.mkdir(parents=True, exist_ok=True)
-            remove_stale_temporaries(self.output_dir)
+            recover_interrupted_writes(self.output_dir)
+            recover_interrupted_writes(self.output_dir / STATE_DIR)
             write_json_atomic(self.output_dir / "args.json", asdict(config))
             if self.method.perceiver_config_values is not None:
                 write_json_atomic(self.output_dir / "perceiver_config.json", self.method.perceiver_config_values)
         accelerator.wait_for_everyone()
 
         mixture = load_training_mixture(config.dataset_root_path, config.dataset_dir_names, config.sample_n,
-                                        seed=config.seed, num_shots=config.num_shots)
+                                        seed=config.seed, num_shots=config.num_shots,
+                                        documents_read=self.method.rules.documents_read)
         if accelerator.is_main_process:
             write_json_atomic(self.output_dir / "dataset_mixture_config.json", {
                 "sample_n": config.sample_n, "sampled_list": [str(p) for p in mixture.sampled],
@@ -347,6 +349,7 @@ def main(argv: Sequence[str] | None = None, *, family: str) -> Path:
 
 def run(config: TrainConfig, *, family: str) -> Path:
     method = method_for(config, family=family)
+    check_training_start(config, method)
     accelerator = Accelerator(mixed_precision=config.mixed_precision)
     setup_logging(accelerator)
     set_seed(config.seed)

@@ -70,6 +70,14 @@ class BuildConfig:
             raise ValueError(f"shuffle_documents must be one of {SHUFFLE_MODES}")
         if self.num_documents is not None and self.corpus_fraction is not None:
             raise ValueError("give --num_documents or --corpus_fraction, not both")
+        positive = ("document_words", "query_words", "documents_per_query", "documents_per_example", "shard_size",
+                    "num_workers", "num_documents", "max_examples_per_split")
+        for name in positive:
+            value = getattr(self, name)
+            if value is not None and value < 1:
+                raise ValueError(f"--{name} must be a positive integer, got {value}")
+        if self.corpus_fraction is not None and not 0 < self.corpus_fraction <= 1:
+            raise ValueError(f"--corpus_fraction must be within (0, 1], got {self.corpus_fraction}")
         self.index_dir = self.index_dir or f"{self.output.rstrip('/')}.bm25"
         self.cache_dir = self.cache_dir or f"{self.output.rstrip('/')}.cache"
 

@@ -1,7 +1,8 @@
 """Reading the "30aug" layout: `<root>/<dataset_dir>/<dataset>_<template>/` DatasetDicts written with save_to_disk.
 
 Template sampling reproduces the original exactly (`random.sample(sorted(entries), n)` after seeding with 42), so
-the same template directories are trained on. Every split is schema-checked when it is opened.
+the same template directories are trained on. Every split is checked when it is opened (`validation.validate_split`):
+`documents_read` is how many documents per example the run reads, so only those are scanned.
 """
 
 from __future__ import annotations
@@ -10,10 +11,13 @@ import logging
 import random
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Iterable
+from typing import Iterable
 
-import datasets
 from datasets import Dataset, DatasetDict, concatenate_datasets, load_from_disk
+
+from zemi.data.validation import EVAL_FIELDS, TRAIN_FIELDS, DataError, check_schema, validate_split
+
+__all__ = ["DataError", "check_schema", "load_training_mixture", "load_eval_templates", "scan_eval_templates"]
 
 logger = logging.getLogger(__name__)
 
@@ -23,67 +27,6 @@ HELD_OUT_TASKS = (
 )
 SCORE_EVAL_MARK = "_score_eval"
 SAMPLED_SUFFIX = "_sampled"
-
-
-class DataError(ValueError):
-    """A dataset on disk that does not have the 30aug layout or schema; the message names path, split and field."""
-
-
-def _is_string(feature) -> bool:
-    return isinstance(feature, datasets.Value) and feature.dtype in ("string", "large_string")
-
-
-def _is_number(feature) -> bool:
-    return isinstance(feature, datasets.Value) and feature.dtype.startswith(("float", "int"))
-
-
-def _list_item(feature):
-    return feature.feature if isinstance(feature, datasets.List) else None
-
-
-def _is_string_list(feature) -> bool:
-    return _is_string(_list_item(feature))
-
-
-def _is_document_list(feature) -> bool:
-    # Written by datasets >= 4 as List({...}); older files declare Sequence({...}), which datasets decodes as a
-    # dict of lists. Both store the same arrow list<struct>; `processing.document_texts` reads both.
-    item = _list_item(feature)
-    if isinstance(item, datasets.Value) and item.dtype == "null":
-        return True  # every row has an empty list: nothing retrieved in this split
-    if isinstance(item, dict):
-        text, score = item.get("inputs_pretokenized"), item.get("score")
-    elif isinstance(feature, dict):
-        text, score = (_list_item(feature.get(k)) for k in ("inputs_pretokenized", "score"))
-    else:
-        return False
-    return _is_string(text) and _is_number(score)
-
-
-@dataclass(frozen=True)
-class FieldRule:
-    name: str
-    expected: str  # said in error messages
-    check: Callable[[object], bool]
-
-
-TRAIN_FIELDS = (
-    FieldRule("inputs_pretokenized", "string", _is_string),
-    FieldRule("targets_pretokenized", "string", _is_string),
-    FieldRule("chosen_examples", "list of {inputs_pretokenized: string, score: number}", _is_document_list),
-)
-EVAL_FIELDS = TRAIN_FIELDS + (FieldRule("answer_choices", "list of strings", _is_string_list),)
-
-
-def check_schema(dataset: Dataset, rules: Iterable[FieldRule], *, where: str) -> None:
-    """Fail with the path, split and field when a field is missing or has the wrong type."""
-    for rule in rules:
-        if rule.name not in dataset.features:
-            raise DataError(f"{where}: missing field {rule.name!r} (expected {rule.expected}); "
-                            f"fields present: {sorted(dataset.features)}")
-        if not rule.check(dataset.features[rule.name]):
-            raise DataError(f"{where}: field {rule.name!r} has type {dataset.features[rule.name]}, "
-                            f"expected {rule.expected}")
 
 
 def open_template_dir(path: str | Path) -> DatasetDict:
@@ -131,7 +74,8 @@ class Mixture:
 
 
 def load_training_mixture(
-    root: str | Path, dataset_dir_names: Iterable[str], sample_n: int, *, seed: int = 42, num_shots: int | None = None
+    root: str | Path, dataset_dir_names: Iterable[str], sample_n: int, *, seed: int = 42, num_shots: int | None = None,
+    documents_read: int | None = None,
 ) -> Mixture:
     rng = random.Random(seed)
     mixture = Mixture()
@@ -148,18 +92,22 @@ def load_training_mixture(
         if sampled.is_dir():
             train = load_from_disk(str(sampled))
             where = f"{sampled}"
+            if not isinstance(train, Dataset):
+                raise DataError(f"{sampled}: holds a {type(train).__name__}; expected the single train Dataset that "
+                                f"replaces {path.name}'s train split")
         elif "train" in splits:
             train, where = splits["train"], f"{path} [train]"
         else:
             raise DataError(f"{path}: no 'train' split (splits: {sorted(splits)})")
-        check_schema(train, TRAIN_FIELDS, where=where)
+        validate_split(train, TRAIN_FIELDS, where=where, documents_read=documents_read)
         if num_shots is not None:
             train = train.select(rng.sample(range(len(train)), k=min(num_shots, len(train))))
         mixture.train.append(train)
         mixture.template_dirs.append(path)
         held_out_split = "validation" if "validation" in splits else "test" if "test" in splits else None
         if held_out_split is not None:
-            check_schema(splits[held_out_split], TRAIN_FIELDS, where=f"{path} [{held_out_split}]")
+            validate_split(splits[held_out_split], TRAIN_FIELDS, where=f"{path} [{held_out_split}]",
+                           documents_read=documents_read)
             mixture.validation.append(splits[held_out_split])
     if not mixture.train:
         raise DataError(f"no training templates found under {root} for {list(dataset_dir_names)}")
@@ -179,22 +127,40 @@ class EvalTemplate:
         return self.path.name
 
 
-def load_eval_templates(paths: Iterable[str | Path]) -> list[EvalTemplate]:
-    """The original's evaluation set: every given template dir except `_score_eval` ones, its `validation`
-    split, which must have `answer_choices`. A template dir without them is reported and skipped, as before."""
-    templates = []
+@dataclass(frozen=True)
+class SkippedTemplate:
+    """A template directory given for evaluation that has nothing to evaluate; recorded in the results."""
+
+    path: Path
+    reason: str
+
+
+def scan_eval_templates(paths: Iterable[str | Path], *, documents_read: int | None = None,
+                        ) -> tuple[list[EvalTemplate], list[SkippedTemplate]]:
+    """The original's evaluation set: every given template dir except `_score_eval` ones, its `validation` split,
+    which must have `answer_choices`. A template dir without them is skipped with a warning and returned as skipped
+    (the original would stop there), so a task's mean over templates never silently covers fewer templates."""
+    templates, skipped = [], []
     for raw in paths:
         path = Path(raw)
         if SCORE_EVAL_MARK in path.name or path.name.endswith(SAMPLED_SUFFIX):
             continue
         splits = open_template_dir(path)
+        reason = None
         if "validation" not in splits:
-            logger.warning("%s: no validation split (splits: %s); skipping this template", path, sorted(splits))
+            reason = f"no validation split (splits: {sorted(splits)})"
+        elif "answer_choices" not in splits["validation"].features:
+            reason = "[validation] has no answer_choices field"
+        if reason is not None:
+            logger.warning("%s: %s; skipping this template", path, reason)
+            skipped.append(SkippedTemplate(path, reason))
             continue
         validation = splits["validation"]
-        if "answer_choices" not in validation.features:
-            logger.warning("%s [validation]: no answer_choices field; skipping this template", path)
-            continue
-        check_schema(validation, EVAL_FIELDS, where=f"{path} [validation]")
+        validate_split(validation, EVAL_FIELDS, where=f"{path} [validation]", documents_read=documents_read)
         templates.append(EvalTemplate(path=path, task=path.parent.name, dataset=validation))
-    return templates
+    return templates, skipped
+
+
+def load_eval_templates(paths: Iterable[str | Path], *, documents_read: int | None = None) -> list[EvalTemplate]:
+    """`scan_eval_templates` without the list of skipped directories."""
+    return scan_eval_templates(paths, documents_read=documents_read)[0]

@@ -3,8 +3,9 @@
 Input and target are stripped. No Aug reads the input alone; Concat appends `concat_aug_num` documents to it;
 FiD and Zemi get up to `num_documents` separate document texts (FiD's each prefixed with the input), where a
 document shorter than 2 characters becomes "N/A", no documents at all become `N/A` in every slot, and documents
-beyond the model's slots are folded round-robin into them (`--fit_aug_num`). Inputs and documents are tokenised
-without EOS, targets and answer choices with it.
+beyond the model's slots are folded round-robin into them (`--fit_aug_num`). A document longer than
+`MAX_DOCUMENT_CHARS` is cut to it first (load-time validation names such documents). Inputs and documents are
+tokenised without EOS, targets and answer choices with it.
 """
 
 from __future__ import annotations
@@ -13,6 +14,8 @@ import hashlib
 import logging
 from dataclasses import dataclass
 from typing import Any, Sequence
+
+from zemi.data.validation import MAX_DOCUMENT_CHARS
 
 logger = logging.getLogger(__name__)
 
@@ -40,6 +43,11 @@ class TextRules:
     def documents_taken(self) -> int:
         return self.fit_aug_num if self.fit_aug_num != -1 else self.num_documents
 
+    @property
+    def documents_read(self) -> int:
+        """Documents per example the texts are built from: what load-time validation scans (0 for No Aug)."""
+        return self.documents_taken if self.num_documents else self.concat_aug_num
+
 
 @dataclass(frozen=True)
 class ExampleTexts:
@@ -57,6 +65,12 @@ def document_texts(chosen_examples: Any) -> list[str]:
     return [doc["inputs_pretokenized"] for doc in chosen_examples or []]
 
 
+def document_text(text: str) -> str:
+    """A retrieved document as the model reads it: stripped, and cut to MAX_DOCUMENT_CHARS so that one runaway
+    document (a whole file in one field) cannot exhaust memory; every token limit is far below that length."""
+    return text.strip()[:MAX_DOCUMENT_CHARS]
+
+
 def fold_documents(documents: list[str], slots: int) -> list[str]:
     """Keep `slots` texts: document i (i >= slots) is prepended to slot `i % slots`, separated by a newline."""
     folded = list(documents[:slots])
@@ -70,11 +84,11 @@ def build_texts(example: dict[str, Any], rules: TextRules) -> ExampleTexts:
     target = example["targets_pretokenized"].strip()
     documents = document_texts(example["chosen_examples"])
     if rules.concat_aug_num:
-        text = "\n".join([text] + [doc.strip() for doc in documents[: rules.concat_aug_num]])
+        text = "\n".join([text] + [document_text(doc) for doc in documents[: rules.concat_aug_num]])
     slot_texts: list[str] = []
     if rules.num_documents:
         prefix = text + "\n" if rules.concat_input_at_augmentation else ""
-        taken = [doc.strip() for doc in documents[: rules.documents_taken]]
+        taken = [document_text(doc) for doc in documents[: rules.documents_taken]]
         slot_texts = [prefix + (doc if len(doc) >= 2 else NO_DOCUMENT) for doc in taken]
         if not slot_texts:
             slot_texts = [prefix + NO_DOCUMENT] * rules.documents_taken

@@ -4,7 +4,6 @@ custom local tasks (raw splits as jsonl plus promptsource-format templates), all
 
 from __future__ import annotations
 
-import json
 import logging
 import random
 import re
@@ -14,6 +13,8 @@ from pathlib import Path
 from typing import Sequence
 
 import yaml
+
+from zemi.data.validation import DataError, check_task_config, check_templates, read_jsonl, read_yaml
 
 logger = logging.getLogger(__name__)
 
@@ -82,23 +83,19 @@ def load_custom_task(directory: str | Path) -> TaskSpec:
     """A local task: `task.yaml` (dataset_dir, query_fields; optional dataset_name, subset_name, template_filter),
     raw splits `train.jsonl` / `validation.jsonl` / `test.jsonl`, templates in promptsource's `templates.yaml`."""
     directory = Path(directory)
-    config = yaml.safe_load((directory / TASK_FILE).read_text())
-    unknown = set(config) - {"dataset_dir", "dataset_name", "subset_name", "query_fields", "template_filter"}
-    if unknown or "dataset_dir" not in config or not config.get("query_fields"):
-        raise ValueError(f"{directory / TASK_FILE}: need dataset_dir and query_fields; unknown keys {sorted(unknown)}")
-    template_filter = config.get("template_filter", "original_task_choices_in_prompt")
-    if template_filter not in TEMPLATE_FILTERS:
-        raise ValueError(f"template_filter must be one of {TEMPLATE_FILTERS}, got {template_filter!r}")
+    path = directory / TASK_FILE
+    config = read_yaml(path, what="a mapping with dataset_dir and query_fields")
+    check_task_config(config, path=path, template_filters=TEMPLATE_FILTERS)
     splits = tuple(split for split in SPLITS if (directory / f"{split}.jsonl").exists())
     if "train" not in splits and "validation" not in splits:
-        raise FileNotFoundError(f"{directory} has neither train.jsonl nor validation.jsonl")
+        raise DataError(f"{directory} has neither train.jsonl nor validation.jsonl (one raw example per line)")
     return TaskSpec(
         dataset_dir=config["dataset_dir"],
         dataset_name=config.get("dataset_name", config["dataset_dir"]),
         subset_name=config.get("subset_name"),
         query_fields=tuple(config["query_fields"]),
         local_dir=directory,
-        template_filter=template_filter,
+        template_filter=config.get("template_filter", TEMPLATE_FILTERS[0]),
         splits=splits,
     )
 
@@ -124,17 +121,13 @@ def resolve_tasks(names: Sequence[str]) -> list[TaskSpec]:
 def load_raw_splits(task: TaskSpec) -> dict[str, list[dict]]:
     """The raw examples of each split the task has, as lists of dicts (custom: jsonl; built-in: the hub)."""
     if task.local_dir is not None:
-        return {split: _read_jsonl(task.local_dir / f"{split}.jsonl") for split in task.splits}
+        return {split: read_jsonl(task.local_dir / f"{split}.jsonl", required=task.query_fields)
+                for split in task.splits}
     from datasets import load_dataset
 
     logger.info("loading %s from %s@%s/%s", task.dataset_dir, task.hub_path, task.revision, task.parquet_config)
     raw = load_dataset(task.hub_path, revision=task.revision, data_dir=task.parquet_config)
     return {split: raw[split].to_list() for split in SPLITS if split in raw}
-
-
-def _read_jsonl(path: Path) -> list[dict]:
-    with open(path, encoding="utf-8") as handle:
-        return [json.loads(line) for line in handle if line.strip()]
 
 
 def _keep_template(template, template_filter: str) -> bool:
@@ -148,17 +141,32 @@ def _keep_template(template, template_filter: str) -> bool:
 
 def load_templates(task: TaskSpec) -> list:
     """The task's promptsource templates that pass its filter, sorted by name."""
-    from promptsource.templates import DatasetTemplates  # also registers the !Template YAML tag
+    from promptsource.templates import DatasetTemplates, Template
 
     if task.local_dir is not None:
-        with open(task.local_dir / TEMPLATES_FILE, encoding="utf-8") as handle:
-            templates = yaml.load(handle, Loader=yaml.FullLoader)["templates"].values()
+        path = task.local_dir / TEMPLATES_FILE
+        loaded = read_yaml(path, loader=_template_loader(), what="promptsource templates (templates: {id: !Template})")
+        templates = check_templates(loaded, path=path, template_class=Template)
     else:
         templates = DatasetTemplates(task.dataset_name, task.subset_name).templates.values()
     kept = [template for template in templates if _keep_template(template, task.template_filter)]
     if not kept:
         raise ValueError(f"{task.dataset_dir}: no template passes the filter {task.template_filter!r}")
     return sorted(kept, key=lambda template: template.name)
+
+
+def _template_loader() -> type:
+    """A safe YAML loader that knows promptsource's two tags and nothing else: unlike the FullLoader promptsource
+    registers them on, it builds no other Python objects. (The Jinja inside a template is still code that
+    promptsource runs unsandboxed: use only templates you trust.)"""
+    from promptsource.templates import Template
+
+    class TemplateLoader(yaml.SafeLoader):
+        pass
+
+    TemplateLoader.add_constructor(Template.yaml_tag, Template.from_yaml)
+    TemplateLoader.add_constructor(Template.Metadata.yaml_tag, Template.Metadata.from_yaml)
+    return TemplateLoader
 
 
 def template_dir_name(task: TaskSpec, template_name: str) -> str:
