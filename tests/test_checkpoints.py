@@ -18,6 +18,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from safetensors.torch import load_file, save_file
 
 from tests.conftest import TINY_PERCEIVER, tiny_t5_config
 from tests.test_training_smoke import REPO, subprocess_env
@@ -183,6 +184,19 @@ def test_a_state_dict_with_wrong_keys_and_shapes_lists_them(tmp_path, backbone_d
     assert "perceiver_resampler.latents: checkpoint (8, 32) vs model (4, 32)" in message
     with pytest.raises(CheckpointMismatchError, match="missing keys"):  # and when loaded directly
         RunDirectory.open(run_dir).load_model(run_dir / "step_7")
+
+
+def test_a_directory_may_hold_the_weights_transformers_knowingly_drops_but_nothing_else(tmp_path, backbone_dir):
+    run_dir = write_run_dir(tmp_path / "run", backbone_dir, steps=(1,))
+    weights = run_dir / "step_1" / "model.safetensors"
+    state = load_file(weights)
+    state["decoder.block.0.layer.1.EncDecAttention.relative_attention_bias.weight"] = torch.zeros(32, 4)  # old T5
+    save_file(state, weights, metadata={"format": "pt"})
+    run = RunDirectory.open(run_dir)
+    assert isinstance(run.load_model(run_dir / "step_1"), T5WithOwnLMHead)
+    save_file(dict(state, **{"encoder.extra.weight": torch.zeros(2)}), weights, metadata={"format": "pt"})
+    with pytest.raises(CheckpointMismatchError, match=r"1 unexpected keys: \['encoder.extra.weight'\]"):
+        run.load_model(run_dir / "step_1")
 
 
 # --- failed and interrupted writes ---------------------------------------------------------------------------------

@@ -30,7 +30,8 @@ FIXTURE_TASK = REPO / "tests" / "fixtures" / "retrieval" / "wordnet_acts"
 
 
 def row(inputs="what is it ?", target="yes", documents=("a fact .",), choices=("yes", "no")) -> dict:
-    docs = None if documents is None else [{"inputs_pretokenized": d, "score": 9.0 - i} for i, d in enumerate(documents)]
+    docs = None if documents is None else [{"inputs_pretokenized": d, "score": 9.0 - i}
+                                           for i, d in enumerate(documents)]
     return {"inputs_pretokenized": inputs, "targets_pretokenized": target, "chosen_examples": docs,
             "answer_choices": None if choices is None else list(choices)}
 
@@ -154,8 +155,9 @@ def test_what_happens_to_odd_huge_and_missing_documents(backbone_dir):
 
 def test_old_sequence_files_are_checked_the_same_way(tmp_path):
     """datasets 2.x files declare chosen_examples as Sequence({...}), stored as a struct of lists."""
+    documents = Sequence({"inputs_pretokenized": Value("string"), "score": Value("float32")})
     features = Features({"inputs_pretokenized": Value("string"), "targets_pretokenized": Value("string"),
-                         "chosen_examples": Sequence({"inputs_pretokenized": Value("string"), "score": Value("float32")})})
+                         "chosen_examples": documents})
     data = Dataset.from_dict({"inputs_pretokenized": ["q", "q"], "targets_pretokenized": ["a", "b"],
                               "chosen_examples": [{"inputs_pretokenized": ["doc \x00", " "], "score": [2.0, 1.0]},
                                                   {"inputs_pretokenized": [], "score": []}]}, features=features)

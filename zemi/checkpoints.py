@@ -33,6 +33,7 @@ from zemi.modeling_t5 import (
     PerceiverXattnConfig,
     T5WithOwnLMHead,
     build_model,
+    check_state_dict_fits,
     get_architecture,
     load_original_checkpoint,
     model_from_config,
@@ -43,7 +44,8 @@ logger = logging.getLogger(__name__)
 STEP_PATTERN = re.compile(r"^step_(\d+)$")
 TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "spiece.model")
 SLOT_EMBEDDING = "perceiver_resampler.time_pos_emb"  # (num_aug_sources, 1, D): one embedding per document slot
-WEIGHT_FILES = ("model.safetensors", "model.safetensors.index.json", "pytorch_model.bin", "pytorch_model.bin.index.json")
+WEIGHT_FILES = ("model.safetensors", "model.safetensors.index.json", "pytorch_model.bin",
+                "pytorch_model.bin.index.json")
 
 
 class CheckpointReadError(OSError):
@@ -212,26 +214,22 @@ def checkpoint_shapes(checkpoint: Path) -> dict[str, tuple[int, ...]]:
     return shapes
 
 
-def check_weights_fit(model: torch.nn.Module, shapes: dict[str, tuple[int, ...]], *, source: str) -> None:
+def check_weights_fit(model: torch.nn.Module, shapes: dict[str, tuple[int, ...]], *, source: Path) -> None:
     """`CheckpointMismatchError` listing missing, unexpected and mis-shaped weights. Tied weights (the T5 embedding
     under three names) count as present when the checkpoint holds any one of their names, as save_pretrained
-    writes one."""
-    groups: dict[int, list[str]] = {}
-    tensors = dict(model.named_parameters(remove_duplicate=False)) | dict(model.named_buffers(remove_duplicate=False))
-    persistent = set(model.state_dict())
-    for name, tensor in tensors.items():
-        if name in persistent:
-            groups.setdefault(id(tensor), []).append(name)
-    missing = sorted(names[0] for names in groups.values() if not any(n in shapes for n in names))
-    unexpected = sorted(set(shapes) - persistent)
-    wrong = sorted(f"{name}: checkpoint {shapes[name]} vs model {tuple(tensors[name].shape)}"
-                   for name in set(shapes) & persistent if shapes[name] != tuple(tensors[name].shape))
-    if missing or unexpected or wrong:
-        parts = [f"{source} does not fit {type(model).__name__}:"]
-        for label, items in (("missing keys", missing), ("unexpected keys", unexpected), ("shape mismatches", wrong)):
-            if items:
-                parts.append(f"  {len(items)} {label}: {items[:20]}{' ...' if len(items) > 20 else ''}")
-        raise CheckpointMismatchError("\n".join(parts))
+    writes one. A directory may hold the weights transformers knowingly drops (an unused relative-attention bias
+    of old T5 files); a torch.save file is loaded strictly, so there they count as unexpected."""
+    dropped = (getattr(model, "_keys_to_ignore_on_load_unexpected", None) or []) if source.is_dir() else []
+    held = {name: torch.empty(shape, device="meta") for name, shape in shapes.items()
+            if not any(re.search(pattern, name) for pattern in dropped)}
+    aliases: dict[int, list[str]] = {}
+    for name, tensor in [*model.named_parameters(remove_duplicate=False), *model.named_buffers(remove_duplicate=False)]:
+        aliases.setdefault(id(tensor), []).append(name)
+    for names in aliases.values():
+        present = [name for name in names if name in held]
+        if present:
+            held.update({name: held[present[0]] for name in names if name not in held})
+    check_state_dict_fits(model, held, source=str(source))
 
 
 @dataclass
@@ -327,7 +325,7 @@ class RunDirectory:
                 f"feeds {fed} documents per example (num_aug_sources {rules.num_documents} in {fix}); set "
                 f"num_aug_sources to {slots} in {fix} and pass --fit_aug_num {rules.documents_taken} to fold the "
                 f"{rules.documents_taken} documents into its {slots} slots")
-        check_weights_fit(self.expected_model(self.model_config(checkpoint)), shapes, source=str(checkpoint))
+        check_weights_fit(self.expected_model(self.model_config(checkpoint)), shapes, source=checkpoint)
 
     def load_model(self, checkpoint: Path) -> T5WithOwnLMHead:
         """A `save_pretrained` directory (ours, or the authors' baselines) or a `torch.save` state dict (the
@@ -335,7 +333,7 @@ class RunDirectory:
         `CheckpointReadError`; weights that do not fit the architecture `CheckpointMismatchError`."""
         if checkpoint.is_dir():
             check_weights_fit(self.expected_model(self.model_config(checkpoint)), checkpoint_shapes(checkpoint),
-                              source=str(checkpoint))
+                              source=checkpoint)
             return build_model(self.architecture, checkpoint, self.perceiver_config)
         model = model_from_config(self.architecture, self.model_config(checkpoint), self.perceiver_config)
         try:

@@ -113,8 +113,8 @@ class TrainConfig:
             raise ValueError(f"--saved_model_step must name one checkpoint step (>= 0), got {self.saved_model_step}")
         if self.resume_from_checkpoint not in (None, "latest") and \
                 not (Path(self.resume_from_checkpoint) / "trainer_state.json").is_file():
-            raise ValueError(f"--resume_from_checkpoint {self.resume_from_checkpoint} is not a training state directory "
-                             f"(no trainer_state.json); pass 'latest' or <output_dir>/checkpoints/step_N")
+            raise ValueError(f"--resume_from_checkpoint {self.resume_from_checkpoint} is not a training state "
+                             "directory (no trainer_state.json); pass 'latest' or <output_dir>/checkpoints/step_N")
         if self.lm_name is None:
             raise ValueError("--lm_name (or --model_name_or_path) is required: the backbone T5, e.g. google/t5-base-lm-adapt")
         if not self.dataset_dir_names:

@@ -44,8 +44,9 @@ def _rows_text(rows: Sequence[int], total: int | None = None) -> str:
     if len(rows) == 1:
         return f"row {rows[0]}"
     shown = ", ".join(str(r) for r in rows[:SHOWN_ROWS])
-    more = f", ... ({len(rows)} rows" + (f" of {total})" if total is not None else ")") if len(rows) > SHOWN_ROWS else ""
-    return f"rows [{shown}{more}]"
+    if len(rows) > SHOWN_ROWS:
+        shown += f", ... ({len(rows)} rows" + (f" of {total})" if total is not None else ")")
+    return f"rows [{shown}]"
 
 
 # --- schema --------------------------------------------------------------------------------------------------------
@@ -239,22 +240,21 @@ def _check_documents(column: pa.ChunkedArray, report: SplitReport) -> None:
 
 
 def _check_document_texts(part: pa.ChunkedArray, first_row: int, report: SplitReport) -> None:
-    flat = pc.list_flatten(part)
     rows = pc.list_parent_indices(part).to_numpy(zero_copy_only=False) + first_row
     positions = np.arange(len(rows)) - np.searchsorted(rows, rows, side="left")  # index within its row's list
+
+    def places(mask) -> list[tuple[int, int]]:
+        return [(int(rows[i]), int(positions[i])) for i in _true_rows(mask)]
+
+    flat = pc.list_flatten(part)
     texts = pc.struct_field(flat, ["inputs_pretokenized"]) if pa.types.is_struct(flat.type) else flat
     _check_strings(texts, where=report.where, field="chosen_examples[].inputs_pretokenized", rows=rows)
     report.documents_checked += len(texts)
     report.na_documents += int(pc.sum(pc.match_substring_regex(texts, SHORT_DOCUMENT)).as_py() or 0)
-    places = lambda mask: [(int(rows[i]), int(positions[i])) for i in _true_rows(mask)]  # noqa: E731
-    long_bytes = pc.greater(pc.binary_length(texts), MAX_DOCUMENT_CHARS)  # a superset: UTF-8 needs >= 1 byte/char
-    report.huge_documents += [place for place, text in zip(places(long_bytes), _values(texts, long_bytes))
+    long = pc.greater(pc.binary_length(texts), MAX_DOCUMENT_CHARS)  # a superset: UTF-8 takes >= 1 byte a character
+    report.huge_documents += [place for place, text in zip(places(long), pc.filter(texts, long).to_pylist())
                               if len(text) > MAX_DOCUMENT_CHARS]
     report.odd_documents += places(pc.match_substring_regex(texts, ODD_CHARACTERS))
-
-
-def _values(texts: pa.ChunkedArray, mask: pa.ChunkedArray) -> list[str]:
-    return pc.filter(texts, mask).to_pylist()
 
 
 # --- builder inputs: custom task files ------------------------------------------------------------------------------
