@@ -255,7 +255,8 @@ def encode_slots(encoder: nn.Module, ids: torch.Tensor, mask: torch.Tensor, keep
     run through the encoder and get zeros (their states are masked downstream)."""
     b, m, la = ids.shape
     ids, mask = ids.reshape(b * m, la), mask.reshape(b * m, la)
-    if keep is None or bool(keep.all()):
+    # Under torch.compile, data-dependent row selection would break the graph: encode every slot instead.
+    if keep is None or torch.compiler.is_compiling() or bool(keep.all()):
         return encoder(input_ids=ids, attention_mask=mask).last_hidden_state
     rows = keep.reshape(-1).nonzero().squeeze(1)
     states = encoder(input_ids=ids[rows], attention_mask=mask[rows]).last_hidden_state  # (kept, La, D)

@@ -55,9 +55,10 @@ class PerceiverAttention(nn.Module):
         latents = self.norm_latents(latents)  # (B, M, N, D)
         q = self.to_q(latents)
         k, v = self.to_kv(torch.cat((x, latents), dim=-2)).chunk(2, dim=-1)  # (B, M, La + N, inner)
-        q, k, v = (rearrange(t, "b m n (h d) -> b m h n d", h=self.heads) for t in (q, k, v))
+        # Slots are independent: fold them into the batch axis (4-D attention, as every SDPA kernel expects).
+        q, k, v = (rearrange(t, "b m n (h d) -> (b m) h n d", h=self.heads) for t in (q, k, v))
         out = F.scaled_dot_product_attention(q, k, v)  # scale dim_head ** -0.5
-        return self.to_out(rearrange(out, "b m h n d -> b m n (h d)"))
+        return self.to_out(rearrange(out, "(b m) h n d -> b m n (h d)", m=x.shape[1]))
 
 
 class PerceiverResampler(nn.Module):
