@@ -209,3 +209,29 @@ def test_sigkill_after_a_mid_epoch_checkpoint_then_resume_gives_the_same_weights
     steps = [int(r["step"]) for r in read_csv(interrupted / "train_log.csv")]
     assert steps == list(range(1, 2 * STEPS_PER_EPOCH + 1))  # no step missing, none twice
     assert read_csv(interrupted / "results.csv") == read_csv(tmp_path / "reference" / "results.csv")
+
+
+@pytest.mark.slow
+def test_the_authors_checkpoint_layout_evaluates_like_our_run_directory(runs, data_root, tmp_path):
+    """The authors' downloads hold `torch.save` state dicts as step_N files (Zemi, FiD) beside args.json and
+    perceiver_config.json; the same weights in that layout give the same accuracies as in our run directory."""
+    from zemi.checkpoints import RunDirectory
+
+    for method in ("zemi", "fid"):
+        ours = RunDirectory.open(runs[method])
+        authors = tmp_path / f"authors_{method}"
+        authors.mkdir()
+        for name in ("args.json", "perceiver_config.json"):
+            (authors / name).write_text((ours.path / name).read_text())
+        step, checkpoint = ours.checkpoints()[-1]
+        torch.save(ours.load_model(checkpoint).state_dict(), authors / f"step_{step}")
+        assert (authors / f"step_{step}").is_file()
+        accuracies = {}
+        for run_dir in (ours.path, authors):
+            out = tmp_path / "eval" / run_dir.name
+            eval_original_task_only_xattn.main([
+                "--processed_dataset_paths", *map(str, sorted((data_root / "weather_effect").iterdir())),
+                "--model_name_or_path", str(run_dir), "--saved_model_step", str(step), "--output_dir", str(out)])
+            rows = json.loads((out / "results.json").read_text())["results"]
+            accuracies[run_dir] = {row["template"]: row["accuracy"] for row in rows}
+        assert accuracies[ours.path] == accuracies[authors] and len(accuracies[authors]) == 2
