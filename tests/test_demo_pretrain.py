@@ -76,16 +76,25 @@ def test_learning_rate_warms_up_then_decays_to_the_floor():
     assert rates[-1] == pytest.approx(cfg.learning_rate * cfg.min_learning_rate_ratio)
 
 
-def test_impossible_config_fails_loudly():
+@pytest.mark.parametrize("flags", [["--noise_density", "1.5"], ["--optimizer", "sgd"], ["--num_layers", "0"]])
+def test_impossible_config_fails_loudly(flags):
     with pytest.raises(ValueError):
-        pretrain.parse_args(["--noise_density", "1.5"])
+        pretrain.parse_args(flags)
 
 
-def test_a_tiny_run_saves_a_backbone_that_loads_untied(tmp_path):
+@pytest.mark.parametrize("name, kind", [("adafactor", "Adafactor"), ("adamw", "AdamW")])
+def test_optimizer_choice(name, kind):
+    cfg = pretrain.PretrainConfig(optimizer=name)
+    model = torch.nn.Linear(4, 4)
+    assert type(pretrain.build_optimizer(model, cfg)).__name__ == kind
+
+
+@pytest.mark.parametrize("tied", [True, False])
+def test_a_tiny_run_saves_a_backbone_that_loads_back(tmp_path, tied):
     corpus = tmp_path / "corpus.jsonl.gz"
     write_jsonl_gz(({"id": str(i), "text": f"word{i % 7} is a kind of thing number {i}."} for i in range(300)), corpus)
     output = tmp_path / "backbone"
-    pretrain.main([
+    pretrain.main(["--tie_lm_head", str(tied),
         "--corpus", str(corpus), "--tokenizer_dir", str(BACKBONE_DIR), "--output_dir", str(output),
         "--work_dir", str(tmp_path / "work"), "--d_model", "16", "--d_ff", "24", "--num_layers", "1",
         "--num_heads", "2", "--d_kv", "8", "--batch_size", "4", "--chunk_length", "24", "--warmup_steps", "1",
@@ -93,8 +102,8 @@ def test_a_tiny_run_saves_a_backbone_that_loads_untied(tmp_path):
         "--save_every", "5",
     ])
     model = T5ForConditionalGeneration.from_pretrained(output)
-    assert model.lm_head.weight.data_ptr() != model.shared.weight.data_ptr()
-    assert model.config.dropout_rate == 0.1 and model.config.scale_decoder_outputs is False
+    assert (model.lm_head.weight.data_ptr() == model.shared.weight.data_ptr()) is tied
+    assert model.config.dropout_rate == 0.1 and model.config.scale_decoder_outputs is tied
     rows = (tmp_path / "work" / "loss.csv").read_text().splitlines()
     assert rows[0].startswith("step,objective") and len(rows) == 1 + 5 + 2
     assert AutoTokenizer.from_pretrained(str(output)).pad_token_id == 0
@@ -116,12 +125,11 @@ def test_resuming_continues_from_the_checkpoint(tmp_path):
 def test_committed_backbone_loads_with_the_expected_config():
     model = T5ForConditionalGeneration.from_pretrained(BACKBONE_DIR)
     config = json.loads((BACKBONE_DIR / "config.json").read_text())
-    assert config["feed_forward_proj"] == "gated-gelu" and config["scale_decoder_outputs"] is False
+    assert config["feed_forward_proj"] == "gated-gelu" and config["scale_decoder_outputs"] is True
     defaults = pretrain.PretrainConfig()
     assert (model.config.d_model, model.config.num_layers, model.config.num_decoder_layers, model.config.num_heads) \
         == (defaults.d_model, defaults.num_layers, defaults.num_layers, defaults.num_heads)
     assert model.config.vocab_size == len(AutoTokenizer.from_pretrained(str(BACKBONE_DIR)))
-    assert model.lm_head.weight.data_ptr() != model.shared.weight.data_ptr()
-    assert not torch.equal(model.lm_head.weight, model.shared.weight)
+    assert model.lm_head.weight.data_ptr() == model.shared.weight.data_ptr()  # tied, see PretrainConfig.tie_lm_head
     assert model.dtype == torch.float32
     assert 3e6 < sum(p.numel() for p in model.parameters()) < 40e6
