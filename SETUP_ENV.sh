@@ -29,8 +29,10 @@ if [ "$ZEMI_PRESET" = demo ]; then
     export AUG_DATA_ROOT="${AUG_DATA_ROOT:-$OUTPUT_SRC_ROOT/data/30aug}"
     export LM_BASE="${LM_BASE:-$DATA_ROOT/demo/backbone}"
     export PERCEIVER_CONFIG_BASE="${PERCEIVER_CONFIG_BASE:-$DATA_ROOT/demo/perceiver_config.json}"
-    export TRAIN_MIXTURE="${TRAIN_MIXTURE:-$(cat "$DATA_ROOT/demo/train_mixture.txt" 2>/dev/null)}"
-    export EVAL_TASKS="${EVAL_TASKS:-$(cat "$DATA_ROOT/demo/eval_tasks.txt" 2>/dev/null)}"
+    DEMO_MIXTURE_FILE="$DATA_ROOT/demo/tasks/mixture.json"
+    zemi_demo_tasks() { "$PYTHON" -c 'import json, sys; print(" ".join(json.load(open(sys.argv[1]))[sys.argv[2]]))' "$DEMO_MIXTURE_FILE" "$1"; }
+    export TRAIN_MIXTURE="${TRAIN_MIXTURE:-$(zemi_demo_tasks train)}"
+    export EVAL_TASKS="${EVAL_TASKS:-$(zemi_demo_tasks eval)}"
     export REPORT_DIR_BASE="${REPORT_DIR_BASE:-$OUTPUT_SRC_ROOT}"
     export DEMO_SETTINGS_FILE="${DEMO_SETTINGS_FILE:-$DATA_ROOT/demo/settings.sh}"
     # The demo's recipe (epochs, lengths, batch sizes, learning rate) lives beside its data.

@@ -108,8 +108,10 @@ def record_settings(path: Path, settings: dict) -> None:
 def prepare_store(config: BuildConfig) -> DocumentStore:
     """The corpus cut to `document_words` words per document, written once to `<index_dir>/documents.arrow`."""
     path = Path(config.index_dir) / STORE_FILE
+    # A local corpus is recorded by its absolute path: the same file named relatively is the same corpus.
+    corpus = str(Path(config.corpus).resolve()) if Path(config.corpus).exists() else config.corpus
     record_settings(Path(config.index_dir) / "corpus_settings.json", {
-        "corpus": config.corpus, "num_documents": config.num_documents, "corpus_fraction": config.corpus_fraction,
+        "corpus": corpus, "num_documents": config.num_documents, "corpus_fraction": config.corpus_fraction,
         "text_field": config.text_field, "document_words": config.document_words, "scoring": config.scoring,
         "index_dtype": config.index_dtype, "shard_size": config.shard_size})
     if path.exists():
