@@ -13,11 +13,15 @@ if [ -z "${PYTHON:-}" ]; then
 fi
 export PYTHON
 
-# Processes: one per visible GPU, or one CPU process.
-if [ -z "${NUM_GPUS:-}" ]; then
-    NUM_GPUS="$("$PYTHON" -c 'import torch; print(torch.cuda.device_count())' 2>/dev/null || echo 0)"
+# Processes: one per visible GPU, or one CPU process. Precision: bf16 autocast on GPUs that have it (same accuracy,
+# several times faster; tests/test_precision.py), else fp32; MIXED_PRECISION=no is the published fp32 exactly.
+if [ -z "${NUM_GPUS:-}" ] || [ -z "${MIXED_PRECISION:-}" ]; then
+    read -r detected_gpus detected_precision < <("$PYTHON" -c 'import torch; cuda = torch.cuda.is_available()
+print(torch.cuda.device_count(), "bf16" if cuda and torch.cuda.is_bf16_supported() else "no")' 2>/dev/null || echo "0 no")
+    NUM_GPUS="${NUM_GPUS:-$detected_gpus}"
+    MIXED_PRECISION="${MIXED_PRECISION:-$detected_precision}"
 fi
-export NUM_GPUS
+export NUM_GPUS MIXED_PRECISION
 export NUM_PROCESSES="${NUM_PROCESSES:-$(( NUM_GPUS > 0 ? NUM_GPUS : 1 ))}"
 export MAIN_PROCESS_PORT="${MAIN_PROCESS_PORT:-20655}"
 
@@ -62,12 +66,6 @@ export MAX_LENGTH="${MAX_LENGTH:-1024}"
 export AUG_MAX_LENGTH="${AUG_MAX_LENGTH:-256}"
 export TARGET_MAX_LENGTH="${TARGET_MAX_LENGTH:-256}"
 export CONCAT_AUG_NUM="${CONCAT_AUG_NUM:-5}"
-# bf16 autocast on GPUs that have it (same accuracy, several times faster; tests/test_precision.py), else fp32.
-# MIXED_PRECISION=no reproduces the published fp32 arithmetic exactly.
-if [ -z "${MIXED_PRECISION:-}" ]; then
-    MIXED_PRECISION="$("$PYTHON" -c 'import torch; print("bf16" if torch.cuda.is_available() and torch.cuda.is_bf16_supported() else "no")' 2>/dev/null || echo no)"
-fi
-export MIXED_PRECISION
 export EXTRA_TRAIN_ARGS="${EXTRA_TRAIN_ARGS:-}"    # e.g. "--group_by_length --checkpointing_steps 2000"
 export EXTRA_EVAL_ARGS="${EXTRA_EVAL_ARGS:-}"
 

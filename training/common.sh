@@ -61,20 +61,22 @@ zemi_train() {
         --resume_from_checkpoint latest "$@" $EXTRA_TRAIN_ARGS
 }
 
-# zemi_evaluate RUN_NAME: every checkpoint of the run on every held-out task (lengths and method from args.json).
+# zemi_evaluate RUN_NAME: every checkpoint of the run on every template of every held-out task, in one process
+# (each checkpoint is loaded once; lengths and method come from the run's args.json).
 zemi_evaluate() {
-    local run="$1" task
+    local run="$1" task templates=()
     local run_dir="$OUTPUT_SRC_ROOT/p3_finetuning/$run"
     local entry=zemi.eval_original_task_only_xattn
     grep -q '"model_architecture": *"\(SharedEncoder\|FiD\)' "$run_dir/args.json" 2>/dev/null || entry=zemi.eval_original_task_only
     for task in $EVAL_TASKS; do
         [ -d "$AUG_DATA_ROOT/$task" ] || zemi_fail "$AUG_DATA_ROOT/$task is missing: cannot evaluate on $task"
-        # shellcheck disable=SC2086
-        zemi_launch "$entry" --processed_dataset_paths "$AUG_DATA_ROOT/$task"/* \
-            --model_name_or_path "$run_dir" --saved_model_step -1 \
-            --output_dir "$OUTPUT_SRC_ROOT/eval/$run/$task" --per_device_eval_batch_size "$EVAL_BS" \
-            --mixed_precision "$MIXED_PRECISION" $EXTRA_EVAL_ARGS
+        templates+=("$AUG_DATA_ROOT/$task"/*)
     done
+    # shellcheck disable=SC2086
+    zemi_launch "$entry" --processed_dataset_paths "${templates[@]}" \
+        --model_name_or_path "$run_dir" --saved_model_step -1 \
+        --output_dir "$OUTPUT_SRC_ROOT/eval/$run" --per_device_eval_batch_size "$EVAL_BS" \
+        --mixed_precision "$MIXED_PRECISION" $EXTRA_EVAL_ARGS
 }
 
 # zemi_report SIZE: Table 1 over every method of that size evaluated so far.
@@ -84,7 +86,7 @@ zemi_report() {
     for method in no_aug concat fid zemi; do
         if [ -d "$OUTPUT_SRC_ROOT/eval/${method}_$size" ]; then
             labels+=(--label "${method}_$size=$method")
-            dirs+=("$OUTPUT_SRC_ROOT/eval/${method}_$size"/*)
+            dirs+=("$OUTPUT_SRC_ROOT/eval/${method}_$size")
         fi
     done
     "$PYTHON" -m zemi.report "${dirs[@]}" "${labels[@]}" --output_dir "${!report_dir_var}"

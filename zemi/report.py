@@ -1,7 +1,7 @@
 """The paper's Table 1 from evaluation directories: per method, the checkpoint that is best on average over the
 held-out tasks; per task, the mean accuracy over its templates (with the median and the template count).
 
-    python -m zemi.report output/eval/*/* --output_dir output/report
+    python -m zemi.report output/eval/* --output_dir output/report
 
 writes table1.md, table1.csv, results.json ({method: {"tasks": {task: accuracy}, "average", "checkpoint"}}) and
 table1.png (a bar chart of the methods).

@@ -1,0 +1,42 @@
+"""`make demo`'s pipeline, reduced (fewer examples and steps), through the same script and code path."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+@pytest.mark.slow
+def test_reduced_demo_builds_data_trains_four_methods_evaluates_and_reports(tmp_path):
+    env = dict(
+        os.environ, ZEMI_QUIET="1", NUM_GPUS="0", TOKENIZERS_PARALLELISM="false",
+        OUTPUT_SRC_ROOT=str(tmp_path / "out"), VISUALIZATION_DIR=str(tmp_path / "visualization"),
+        TRAIN_MIXTURE="wn_hypernym wn_synonym", EVAL_TASKS="wn_category wn_word_sense",
+        DEMO_BUILD_ARGS="--max_examples_per_split 40", EXTRA_TRAIN_ARGS="--max_train_steps 3",
+        EXTRA_EVAL_ARGS="--debug")
+    done = subprocess.run(["bash", "training/demo.sh"], cwd=REPO, env=env, capture_output=True, text=True,
+                          timeout=1200)
+    assert done.returncode == 0, done.stderr[-4000:]
+    out = tmp_path / "out"
+    results = json.loads((out / "results.json").read_text())
+    assert list(results) == ["no_aug", "concat", "fid", "zemi"]
+    for method, entry in results.items():
+        assert set(entry["tasks"]) == {"wn_category", "wn_word_sense"}, method
+        assert all(0 <= accuracy <= 1 for accuracy in entry["tasks"].values())
+        assert 0 <= entry["average"] <= 1 and entry["checkpoint"] == 3
+    assert "| zemi | step_3 |" in (out / "table1.md").read_text()
+    assert (out / "table1.png").read_bytes()[:4] == b"\x89PNG"
+    trained = out / "p3_finetuning" / "zemi_base"
+    assert (trained / "step_3" / "model.safetensors").is_file()
+    mixture = json.loads((trained / "dataset_mixture_config.json").read_text())
+    assert {Path(p).parent.name for p in mixture["sampled_list"]} == {"wn_hypernym", "wn_synonym"}
+    visualization = tmp_path / "visualization"
+    assert (visualization / "first50_retrieval_instances" / "retrieval_vis_eval__wn_category.txt").is_file()
+    assert (visualization / "index.html").is_file()
+    assert "The demo took" in done.stdout
