@@ -169,7 +169,8 @@ def evaluate_template(model, template: EvalTemplate, featurizer: Featurizer, col
                                     "(targets_pretokenized, stripped) is not among answer_choices (drop --strict to "
                                     "score them against choice 0, as the original does)")
     # Longest first: similar lengths share a batch (less padding), and memory peaks at once, not at the end.
-    order = sorted(range(len(data)), key=lambda i: -data[i]["length"]) if len(data) < 200_000 else range(len(data))
+    lengths = data["length"]
+    order = sorted(range(len(data)), key=lambda i: -lengths[i])
     loader = accelerator.prepare(DataLoader(data.select(order), batch_size=config.per_device_eval_batch_size,
                                             collate_fn=collator))
     predictions, targets, gold_in = [], [], []
