@@ -35,6 +35,7 @@ TRAIN_ERRORS = [
     (["--warmup_ratio", "-0.1"], r"--warmup_ratio must be within \[0, 1\]"),
     (["--num_warmup_steps", "-1"], "--num_warmup_steps must be >= 0"),
     (["--learning_rate", "0"], "--learning_rate must be positive"),
+    (["--fusion_learning_rate", "0"], "--fusion_learning_rate must be positive, got 0.0"),
     (["--resume_from_checkpoint", "/no/such/state"], "--resume_from_checkpoint /no/such/state is not a training state"),
 ]
 

@@ -59,6 +59,10 @@ class TrainConfig:
     tokenizer_name: str | None = option(None, "Tokenizer, if not the backbone's", "-tk")
     # recipe
     learning_rate: float = option(1e-4, "AdamW learning rate", "-lr")
+    fusion_learning_rate: float | None = option(
+        None, "Learning rate of Zemi's new fusion modules (Perceiver resampler, cross-attention, gates); default: "
+        "--learning_rate, as in the paper. The tanh gates start at 0 and AdamW moves them about one learning rate "
+        "per step, so short runs (the demo) need a larger one here")
     weight_decay: float = option(0.01, "AdamW weight decay (0 for biases and LayerNorm weights)", "-wd")
     lr_scheduler_type: str = option("cosine", "Learning-rate schedule", "-ls", choices=SCHEDULERS)
     warmup_ratio: float = option(0.25, "Warm-up steps as a fraction of all steps", "-wr")
@@ -125,6 +129,8 @@ class TrainConfig:
             raise ValueError(f"--warmup_ratio must be within [0, 1], got {self.warmup_ratio}")
         if self.learning_rate <= 0 or self.weight_decay < 0:
             raise ValueError("--learning_rate must be positive and --weight_decay non-negative")
+        if self.fusion_learning_rate is not None and self.fusion_learning_rate <= 0:
+            raise ValueError(f"--fusion_learning_rate must be positive, got {self.fusion_learning_rate}")
         if self.max_train_steps is not None and self.max_train_steps < 1:
             raise ValueError(f"--max_train_steps must be positive, got {self.max_train_steps}")
         if self.checkpointing_steps is not None and self.checkpointing_steps < 1:

@@ -53,17 +53,27 @@ class TrainerState:
     results: list[dict] = field(default_factory=list)  # one row per finished epoch (results.csv)
 
 
-def parameter_groups(model: torch.nn.Module, weight_decay: float) -> list[dict]:
-    params = [(n, p) for n, p in model.named_parameters() if p.requires_grad]
-    return [
-        {"params": [p for n, p in params if not any(nd in n for nd in NO_DECAY)], "weight_decay": weight_decay},
-        {"params": [p for n, p in params if any(nd in n for nd in NO_DECAY)], "weight_decay": 0.0},
-    ]
+def parameter_groups(model: torch.nn.Module, weight_decay: float, fusion_learning_rate: float | None = None) -> list[dict]:
+    """AdamW groups: no weight decay for biases and LayerNorm weights; with `fusion_learning_rate`, the fusion
+    modules of Zemi (whatever `model.fusion_modules()` returns) get their own learning rate."""
+    fusion = set()
+    if fusion_learning_rate is not None and hasattr(model, "fusion_modules"):
+        fusion = {id(p) for module in model.fusion_modules() for p in module.parameters()}
+    groups = []
+    for in_fusion in (False, True):
+        params = [(n, p) for n, p in model.named_parameters() if p.requires_grad and (id(p) in fusion) == in_fusion]
+        extra = {"lr": fusion_learning_rate} if in_fusion else {}
+        decayed = [p for n, p in params if not any(nd in n for nd in NO_DECAY)]
+        undecayed = [p for n, p in params if any(nd in n for nd in NO_DECAY)]
+        groups += [{"params": group, "weight_decay": decay, **extra}
+                   for group, decay in ((decayed, weight_decay), (undecayed, 0.0)) if group]
+    return groups
 
 
 def make_optimizer(model: torch.nn.Module, config: TrainConfig, device: torch.device) -> torch.optim.Optimizer:
     fused = {"fused": True} if device.type == "cuda" else {}
-    return torch.optim.AdamW(parameter_groups(model, config.weight_decay), lr=config.learning_rate, **fused)
+    groups = parameter_groups(model, config.weight_decay, config.fusion_learning_rate)
+    return torch.optim.AdamW(groups, lr=config.learning_rate, **fused)
 
 
 def token_loss_sum(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
