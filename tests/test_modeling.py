@@ -136,6 +136,28 @@ def test_absent_slots_are_ignored_and_present_slots_are_read():
     assert torch.equal(changed[0], reference[0]) and torch.equal(changed[2], reference[2])
 
 
+def test_an_example_without_documents_attends_to_its_encoded_padding_slots_like_the_original():
+    # The original encodes every slot and masks scores with -finfo.max, so an example whose slots are all absent
+    # attends uniformly to the latents of its (padding) slots. Ours skips absent slots only where that changes nothing.
+    zemi = tiny_zemi()
+    open_gates(zemi)
+    inputs = batch()
+    inputs["aug_exist_idx"][1] = 0
+    inputs["aug_attention_mask"][1] = 0
+    with torch.no_grad():
+        b, m, la = inputs["aug_input_ids"].shape
+        docs = zemi.encoder(input_ids=inputs["aug_input_ids"].reshape(b * m, la),
+                            attention_mask=inputs["aug_attention_mask"].reshape(b * m, la)).last_hidden_state
+        hidden = zemi.encoder(input_ids=inputs["input_ids"], attention_mask=inputs["attention_mask"]).last_hidden_state
+        media = zemi.perceiver_resampler(docs.reshape(b, m, la, -1))
+        for block in zemi.xattn_stack:
+            hidden = block(hidden, media, inputs["aug_exist_idx"])
+        ours = zemi.encode(**{k: v for k, v in inputs.items() if k != "labels"}).hidden_states
+        nothing_present = dict(inputs, aug_exist_idx=torch.zeros_like(inputs["aug_exist_idx"]))
+        assert torch.isfinite(zemi(**nothing_present).loss)
+    assert torch.allclose(ours, hidden, atol=1e-5, rtol=0)
+
+
 def test_dropping_trailing_absent_slots_equals_masking_them():
     zemi = tiny_zemi()
     open_gates(zemi)

@@ -240,8 +240,12 @@ class T5ForConditionalGenerationMultiAug(_DocumentFusedT5):
         hidden = self.encoder(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state  # (B, L, D)
         b, m, la = aug_input_ids.shape
         doc_encoder = self.aug_encoder if self.aug_encoder is not None else self.encoder
-        # Absent slots (aug_exist_idx 0) are masked out of the cross-attention: no need to encode them.
-        present = aug_exist_idx.bool() if aug_exist_idx is not None else None
+        # Absent slots (aug_exist_idx 0) are masked out of the cross-attention: no need to encode them. An example
+        # without any document attends uniformly to all its slots (as in the original), so those are encoded.
+        present = None
+        if aug_exist_idx is not None:
+            present = aug_exist_idx.bool()
+            present = present | ~present.any(dim=1, keepdim=True)
         with torch.set_grad_enabled(torch.is_grad_enabled() and self.aug_encoder is None):
             docs = encode_slots(doc_encoder, aug_input_ids, aug_attention_mask, present)  # (B*M, La, D)
         media = self.perceiver_resampler(docs.reshape(b, m, la, -1))  # (B, M, num_latents, D)
