@@ -13,6 +13,7 @@ REPO = Path(__file__).resolve().parents[1]
 
 
 @pytest.mark.slow
+@pytest.mark.timeout(1200)
 def test_reduced_demo_builds_data_trains_four_methods_evaluates_and_reports(tmp_path):
     env = dict(
         os.environ, ZEMI_QUIET="1", NUM_GPUS="0", TOKENIZERS_PARALLELISM="false",

@@ -116,9 +116,16 @@ def test_resuming_continues_from_the_checkpoint(tmp_path):
               "--d_model", "16", "--d_ff", "24", "--num_layers", "1", "--num_heads", "2", "--d_kv", "8",
               "--batch_size", "4", "--chunk_length", "24", "--warmup_steps", "1", "--prefix_lm_steps", "0",
               "--save_every", "2", "--eval_every", "100", "--output_dir", str(tmp_path / "out")]
-    pretrain.main(common + ["--span_corruption_steps", "2"])
-    pretrain.main(common + ["--span_corruption_steps", "4", "--resume"])
+    pretrain.main(common + ["--span_corruption_steps", "3", "--log_every", "1"])
+    # as if killed after logging step 3 but before its checkpoint: the resumed run redoes step 3 and logs it once
+    with open(tmp_path / "work" / "checkpoint.pt", "rb") as handle:
+        state = torch.load(handle, weights_only=False)
+    state["step"] = 2
+    torch.save(state, tmp_path / "work" / "checkpoint.pt")
+    pretrain.main(common + ["--span_corruption_steps", "4", "--log_every", "1", "--resume"])
     assert torch.load(tmp_path / "work" / "checkpoint.pt", weights_only=False)["step"] == 4
+    logged = [row.split(",")[0] for row in (tmp_path / "work" / "loss.csv").read_text().splitlines()[1:]]
+    assert logged == ["1", "2", "3", "4"]
 
 
 @pytest.mark.skipif(not (BACKBONE_DIR / "model.safetensors").exists(), reason="backbone not pre-trained yet")

@@ -298,6 +298,15 @@ def restore_checkpoint(path: Path, model, optimizer, batches: BatchStream) -> tu
     return state["step"], state["elapsed"]
 
 
+def drop_rows_after(log_path: Path, step: int) -> None:
+    with open(log_path, newline="") as handle:
+        rows = list(csv.reader(handle))
+    kept = rows[:1] + [row for row in rows[1:] if int(row[0]) <= step]
+    with open(log_path.with_suffix(".tmp"), "w", newline="") as handle:
+        csv.writer(handle).writerows(kept)
+    os.replace(log_path.with_suffix(".tmp"), log_path)
+
+
 def train(cfg: PretrainConfig, resume: bool) -> None:
     torch.manual_seed(cfg.seed)
     torch.set_num_threads(cfg.threads)
@@ -322,6 +331,8 @@ def train(cfg: PretrainConfig, resume: bool) -> None:
     if step == 0:
         with open(log_path, "w", newline="") as handle:
             csv.writer(handle).writerow(["step", "objective", "split", "loss", "learning_rate", "epoch", "elapsed_s"])
+    else:
+        drop_rows_after(log_path, step)  # logged after the checkpoint by a run that was then killed
 
     started, window = time.time() - elapsed, []
     while step < cfg.total_steps:
