@@ -86,6 +86,26 @@ def test_random_templates_are_reproducible_and_leave_global_random_alone():
     assert first == second and len({row["inputs_pretokenized"][:30] for row in first}) > 1
 
 
+def test_compiling_each_template_once_renders_exactly_what_promptsource_renders():
+    from promptsource import templates as promptsource_templates
+
+    hellaswag = BUILTIN_TASKS["hellaswag"]  # its randomized template draws words with jinja's `choice`
+    examples = [{"ctx": f"A man is cooking dish {i}.", "endings": ["a", "b", "c", "d"], "label": "1",
+                 "activity_label": "Cooking", "ctx_a": "", "ctx_b": "", "ind": i, "source_id": "x",
+                 "split": "train", "split_type": "indomain"} for i in range(30)]
+    templates = load_templates(hellaswag)
+    cached = {t.name: prompt_split(hellaswag, t, examples)[0] for t in templates}
+    env = promptsource_templates.env
+    assert env.from_string.cache_info().hits > 0
+    compile_once = env.from_string
+    env.from_string = compile_once.__wrapped__  # promptsource's own behaviour: compile on every call
+    try:
+        uncached = {t.name: prompt_split(hellaswag, t, examples)[0] for t in templates}
+    finally:
+        env.from_string = compile_once
+    assert cached == uncached and len(cached) > 1
+
+
 def test_custom_task_spec(tmp_path):
     task = load_custom_task(FIXTURE_TASK)
     assert (task.dataset_dir, task.query_fields, task.splits) == ("wordnet_acts", ("question",), ("train", "validation"))
