@@ -151,7 +151,8 @@ def autocast(mode: Mode, device):
 
 def train_step_fn(model, mode: Mode, device):
     if mode.fast:
-        optimizer = make_optimizer(model, SimpleNamespace(learning_rate=1e-4, weight_decay=0.01, fusion_learning_rate=None), device)
+        settings = SimpleNamespace(learning_rate=1e-4, weight_decay=0.01, fusion_learning_rate=None)
+        optimizer = make_optimizer(model, settings, device)
     else:  # the original: transformers' AdamW, one parameter at a time
         optimizer = torch.optim.AdamW(parameter_groups(model, 0.01), lr=1e-4, foreach=False)
     forward = torch.compile(model) if mode.compile else model

@@ -61,8 +61,7 @@ class TrainConfig:
     learning_rate: float = option(1e-4, "AdamW learning rate", "-lr")
     fusion_learning_rate: float | None = option(
         None, "Learning rate of Zemi's new fusion modules (Perceiver resampler, cross-attention, gates); default: "
-        "--learning_rate, as in the paper. The tanh gates start at 0 and AdamW moves them about one learning rate "
-        "per step, so short runs (the demo) need a larger one here")
+        "--learning_rate, as in the paper")
     weight_decay: float = option(0.01, "AdamW weight decay (0 for biases and LayerNorm weights)", "-wd")
     lr_scheduler_type: str = option("cosine", "Learning-rate schedule", "-ls", choices=SCHEDULERS)
     warmup_ratio: float = option(0.25, "Warm-up steps as a fraction of all steps", "-wr")

@@ -53,7 +53,8 @@ class TrainerState:
     results: list[dict] = field(default_factory=list)  # one row per finished epoch (results.csv)
 
 
-def parameter_groups(model: torch.nn.Module, weight_decay: float, fusion_learning_rate: float | None = None) -> list[dict]:
+def parameter_groups(model: torch.nn.Module, weight_decay: float,
+                     fusion_learning_rate: float | None = None) -> list[dict]:
     """AdamW groups: no weight decay for biases and LayerNorm weights; with `fusion_learning_rate`, the fusion
     modules of Zemi (whatever `model.fusion_modules()` returns) get their own learning rate."""
     fusion = set()
