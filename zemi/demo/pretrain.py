@@ -21,6 +21,7 @@ import torch
 from transformers import AutoTokenizer, T5Config, T5ForConditionalGeneration
 from transformers.optimization import Adafactor
 
+from zemi.checkpoints import write_text_atomic
 from zemi.demo.corpus import CORPUS_PATH, read_corpus
 from zemi.demo.tokenizer import BACKBONE_DIR, NUM_SENTINELS
 
@@ -299,12 +300,8 @@ def restore_checkpoint(path: Path, model, optimizer, batches: BatchStream) -> tu
 
 
 def drop_rows_after(log_path: Path, step: int) -> None:
-    with open(log_path, newline="") as handle:
-        rows = list(csv.reader(handle))
-    kept = rows[:1] + [row for row in rows[1:] if int(row[0]) <= step]
-    with open(log_path.with_suffix(".tmp"), "w", newline="") as handle:
-        csv.writer(handle).writerows(kept)
-    os.replace(log_path.with_suffix(".tmp"), log_path)
+    header, *rows = log_path.read_text().splitlines(keepends=True)
+    write_text_atomic(log_path, header + "".join(row for row in rows if int(row.split(",", 1)[0]) <= step))
 
 
 def train(cfg: PretrainConfig, resume: bool) -> None:
