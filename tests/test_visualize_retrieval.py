@@ -10,7 +10,7 @@ import pytest
 from datasets import load_from_disk
 from hypothesis import given, settings, strategies as st
 
-from zemi import visualize_retrieval as vis
+from zemi.tools import visualize_retrieval as vis
 from zemi.data import build
 
 REPO = Path(__file__).resolve().parents[1]

@@ -1,0 +1,214 @@
+"""Text files (the authors' format) and one static HTML page showing what BM25 retrieved for task instances.
+
+    python -m zemi.visualize_retrieval --data_root data/p3_c4/30aug --output visualization/
+
+writes `<output>/{first50,top50_highest_score,top50_lowest_score}_retrieval_instances/retrieval_vis_{train,eval}__
+<dataset_dir>.txt` and `<output>/index.html`; `parse_instances` reads the text files back.
+"""
+
+from __future__ import annotations
+
+import argparse
+import html
+import json
+import logging
+import math
+import re
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Sequence
+
+logger = logging.getLogger(__name__)
+
+KINDS = {
+    "first50_retrieval_instances": "first",
+    "top50_highest_score_retrieval_instances": "highest",
+    "top50_lowest_score_retrieval_instances": "lowest",
+}
+SPLIT_NAMES = {"train": ("train",), "eval": ("validation", "test")}
+HEADER = "======= Instance Index {} ========="
+DOCUMENTS_LINE = "#### Retrieved Documents ####"
+DOCUMENT_END = "########"
+_HEADER_PATTERN = re.compile(r"^======= Instance Index (\d+) =========$", re.MULTILINE)
+
+
+@dataclass
+class Document:
+    rank: int
+    score: float
+    text: str
+
+
+@dataclass
+class Instance:
+    """One prompted example and its retrieved documents, as shown in a visualization file."""
+
+    index: int  # position of the example in its split
+    input_text: str
+    target_text: str
+    documents: list[Document] = field(default_factory=list)
+
+
+def format_instances(instances: Sequence[Instance]) -> str:
+    """The authors' text format, each instance closed by a blank line; scores are written with `repr`, so they
+    parse back exactly."""
+    lines: list[str] = []
+    for instance in instances:
+        lines += [HEADER.format(instance.index), f"Input Text: {instance.input_text}",
+                  f"Target Text: {instance.target_text}", DOCUMENTS_LINE]
+        for document in instance.documents:
+            lines += [f"Rank: {document.rank}", f"Score: {document.score!r}",
+                      f"Retrieved Text: {document.text}", DOCUMENT_END]
+        lines.append("")
+    return "\n".join(lines) + "\n" if lines else ""
+
+
+def _parse_document(block: str) -> Document:
+    rank, score, text = block.split("\n", 2)
+    if not (rank.startswith("Rank: ") and score.startswith("Score: ") and text.startswith("Retrieved Text: ")):
+        raise ValueError(f"malformed document block: {block[:200]!r}")
+    return Document(int(rank[len("Rank: "):]), float(score[len("Score: "):]), text[len("Retrieved Text: "):])
+
+
+def _parse_body(index: int, body: str) -> Instance:
+    """One instance from the text between its header line and the next header."""
+    if not body.startswith("Input Text: ") or not body.endswith("\n\n"):
+        raise ValueError(f"instance {index}: expected 'Input Text:' ... and a closing blank line")
+    input_text, rest = body[len("Input Text: ") : -2].split("\nTarget Text: ", 1)
+    target_text, documents = rest.split(f"\n{DOCUMENTS_LINE}", 1)
+    # Document texts are single lines (the 256-word cut joins words with spaces), so the end marker is unambiguous.
+    blocks = documents.split(f"\n{DOCUMENT_END}")
+    if blocks[-1]:
+        raise ValueError(f"instance {index}: text after the last {DOCUMENT_END!r} line")
+    parsed = [_parse_document(block.removeprefix("\n")) for block in blocks[:-1]]
+    return Instance(index, input_text, target_text, parsed)
+
+
+def parse_instances(text: str) -> list[Instance]:
+    """Read back the instances of a visualization file (the inverse of `format_instances`)."""
+    headers = list(_HEADER_PATTERN.finditer(text))
+    if text.strip() and (not headers or text[: headers[0].start()].strip()):
+        raise ValueError("a visualization file must start with an instance header")
+    instances = []
+    for number, header in enumerate(headers):
+        end = headers[number + 1].start() if number + 1 < len(headers) else len(text)
+        instances.append(_parse_body(int(header.group(1)), text[header.end() + 1 : end]))
+    return instances
+
+
+def instances_from_split(split, num_documents: int) -> list[Instance]:
+    """Every example of a 30aug split as an Instance with its first `num_documents` documents (ranks from 0)."""
+    instances = []
+    for index, row in enumerate(split):
+        documents = [Document(rank, float(doc["score"]), doc["inputs_pretokenized"])
+                     for rank, doc in enumerate(row["chosen_examples"][:num_documents])]
+        instances.append(Instance(index, row["inputs_pretokenized"], row["targets_pretokenized"], documents))
+    return instances
+
+
+def top_score(instance: Instance) -> float:
+    """The best document's score; an instance without documents counts as the lowest."""
+    return instance.documents[0].score if instance.documents else -math.inf
+
+
+def select(instances: Sequence[Instance], kind: str, count: int) -> list[Instance]:
+    """The first `count` instances, or those with the highest / lowest top score (ties by index)."""
+    if kind == "first":
+        return list(instances[:count])
+    sign = -1 if kind == "highest" else 1
+    return sorted(instances, key=lambda item: (sign * top_score(item), item.index))[:count]
+
+
+def template_dirs(dataset_dir: Path) -> list[Path]:
+    """Template directories of one task, as the training reader lists them (no hidden, `_score_eval`, `_sampled`)."""
+    return sorted(path for path in dataset_dir.iterdir() if path.is_dir() and not path.name.startswith(".")
+                  and "_score_eval" not in path.name and not path.name.endswith("_sampled"))
+
+
+def visualize_task(dataset_dir: Path, output: Path, *, num_instances: int, num_documents: int) -> list[Path]:
+    """Write the three kinds of files for one task, from its first template (retrieval is shared by templates)."""
+    from datasets import load_from_disk
+
+    templates = template_dirs(dataset_dir)
+    if not templates:
+        raise FileNotFoundError(f"no template directories under {dataset_dir}")
+    splits = load_from_disk(str(templates[0]))
+    written = []
+    for short_name, candidates in SPLIT_NAMES.items():
+        split_name = next((name for name in candidates if name in splits), None)
+        if split_name is None:
+            continue
+        instances = instances_from_split(splits[split_name], num_documents)
+        for directory, kind in KINDS.items():
+            path = output / directory / f"retrieval_vis_{short_name}__{dataset_dir.name}.txt"
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_text(format_instances(select(instances, kind, num_instances)), encoding="utf-8")
+            written.append(path)
+    logger.info("visualized %s (template %s)", dataset_dir.name, templates[0].name)
+    return written
+
+
+def write_index_html(output: Path) -> Path:
+    """One static page that browses every visualization file under `output` (parsed back from the files)."""
+    data = {}
+    for path in sorted(output.glob("*_retrieval_instances/retrieval_vis_*.txt")):
+        instances = parse_instances(path.read_text(encoding="utf-8"))
+        data[f"{path.parent.name}/{path.name}"] = [asdict(instance) for instance in instances]
+    payload = json.dumps(data, ensure_ascii=False).replace("</", "<\\/")
+    page = _PAGE.replace("__DATA__", payload).replace("__TITLE__", html.escape(output.name or "visualization"))
+    target = output / "index.html"
+    target.write_text(page, encoding="utf-8")
+    return target
+
+
+_PAGE = """<!DOCTYPE html>
+<html lang="en"><head><meta charset="utf-8"><title>Retrieval: __TITLE__</title>
+<style>
+body { font-family: sans-serif; margin: 1.5em; max-width: 70em; }
+pre { white-space: pre-wrap; background: #f6f6f6; padding: .5em; margin: .3em 0; }
+.doc { border-left: 3px solid #bbb; padding-left: .6em; margin: .4em 0; }
+.meta { color: #555; font-size: 90%; }
+</style></head><body>
+<h1>Retrieved documents</h1>
+<label>File <select id="file"></select></label>
+<div id="view"></div>
+<script>
+const DATA = __DATA__;
+const select = document.getElementById("file"), view = document.getElementById("view");
+function text(tag, value, cls) { const e = document.createElement(tag); e.textContent = value; if (cls) e.className = cls; return e; }
+function show() {
+  view.replaceChildren();
+  for (const inst of DATA[select.value] || []) {
+    view.append(text("h3", "Instance " + inst.index), text("div", "Input", "meta"), text("pre", inst.input_text),
+                text("div", "Target", "meta"), text("pre", inst.target_text));
+    for (const doc of inst.documents) {
+      const box = document.createElement("div"); box.className = "doc";
+      box.append(text("div", "rank " + doc.rank + " · score " + doc.score, "meta"), text("div", doc.text));
+      view.append(box);
+    }
+  }
+}
+for (const name of Object.keys(DATA)) select.append(new Option(name, name));
+select.addEventListener("change", show); show();
+</script></body></html>
+"""
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--data_root", required=True, help="a 30aug root: <root>/<dataset_dir>/<template>/")
+    parser.add_argument("--output", default="visualization")
+    parser.add_argument("--tasks", nargs="*", default=None, help="dataset dirs (default: every one under the root)")
+    parser.add_argument("--num_instances", type=int, default=50)
+    parser.add_argument("--num_documents", type=int, default=5, help="documents shown per instance")
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    root, output = Path(args.data_root), Path(args.output)
+    names = args.tasks or sorted(p.name for p in root.iterdir() if p.is_dir() and not p.name.startswith("."))
+    for name in names:
+        visualize_task(root / name, output, num_instances=args.num_instances, num_documents=args.num_documents)
+    logger.info("wrote %s", write_index_html(output))
+
+
+if __name__ == "__main__":
+    main()
