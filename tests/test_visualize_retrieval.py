@@ -1,4 +1,5 @@
-"""Visualization files: the authors' text format, parsed back into the same instances; the CLI and index.html."""
+"""Visualization files: the authors' text format, parsed back into the same instances; the CLI and index.html
+(tests/test_visualization_browser.py runs the page in Chromium); the page's gold-answer matching and summaries."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ import pytest
 from datasets import load_from_disk
 from hypothesis import given, settings, strategies as st
 
+from zemi.tools import retrieval_page as page_module
 from zemi.tools import visualize_retrieval as vis
 from zemi.data import build
 
@@ -84,5 +86,44 @@ def test_cli_on_a_built_root(tmp_path):
     assert top == sorted(top, reverse=True) and len(highest) == 8
     page = (output / "index.html").read_text()
     data = json.loads(re.search(r"const DATA = (.*);\n", page).group(1).replace("<\\/", "</"))
-    assert len(data) == 6 and data["first50_retrieval_instances/retrieval_vis_eval__wordnet_acts.txt"][0][
-        "input_text"] == first[0].input_text
+    assert list(data["wordnet_acts"]) == ["train", "eval"]
+    assert all(list(views) == ["first", "highest", "lowest"] for views in data["wordnet_acts"].values())
+    assert [x["input_text"] for x in data["wordnet_acts"]["eval"]["first"]] == [x.input_text for x in first]
+    # Everything is inline: no script, style sheet, font or image is fetched.
+    assert not re.search(r"<(script|link|img|iframe)\b[^>]*\b(src|href)=|@import|url\(", page)
+    summary = json.loads((output / "summaries" / "wordnet_acts.json").read_text())
+    expected = page_module.summarize_split(
+        (row["targets_pretokenized"], [(doc["score"], doc["inputs_pretokenized"]) for doc in row["chosen_examples"]])
+        for row in validation)
+    assert page_module.summary_from_json(summary["eval"]) == expected and expected.num_examples == len(validation)
+
+
+def test_gold_answer_appears_as_whole_words_ignoring_case_and_punctuation():
+    pattern = page_module.answer_pattern('  "Ice cream."\n')
+    assert page_module.normalize_answer('  "Ice cream."\n') == "ice cream"
+    assert pattern.search("I like ICE   CREAM!") and pattern.search("ice\ncream")
+    assert not pattern.search("ice creamery") and not pattern.search("nice cream")
+    assert page_module.answer_pattern(" ... ") is None and page_module.answer_rank(None, ["anything"]) is None
+    assert page_module.answer_rank(page_module.answer_pattern("cat"), ["category", "a Cat.", "cat"]) == 1
+
+
+def test_spans_are_javascript_offsets():
+    # U+1F600 takes two UTF-16 code units: the span of "cat" after it starts at 3, not 2.
+    text = "\U0001F600 cat"
+    assert page_module.answer_spans(page_module.answer_pattern("cat"), text) == [(3, 6)]
+    assert page_module.query_spans(page_module.query_words("Is the cat here?"), "The cat, the Cat") == [(4, 7), (13, 16)]
+
+
+def test_summary_of_a_split():
+    examples = [("blue", [(9.0, "the sky is blue"), (3.0, "grass")]),
+                ("red", [(5.0, "grass"), (4.0, "a red rose")]),
+                ("green", [(1.0, "sky")]),
+                ("none", [])]
+    summary = page_module.summarize_split(examples, top_k=(1, 2, 30))
+    assert summary.num_examples == 4 and summary.documents_stored == 2
+    assert summary.answer_in_top == {1: 1, 2: 2, 30: None}  # 30 documents are not stored: not measurable
+    assert sum(summary.best_score.counts) == 3 and summary.best_score.edges[0] == 1.0
+    assert summary.best_score.edges[-1] == 9.0 and summary.best_score_median == 5.0
+    assert page_module.histogram([2.0, 2.0]) == page_module.Histogram([2.0, 2.0], [2])
+    table = page_module.overview_table({"colors": {"eval": summary}}, top_k=(1, 2, 30))
+    assert 'data-k="1" data-hits="1" data-total="4">25%' in table and 'data-k="30" title="only 2 documents' in table

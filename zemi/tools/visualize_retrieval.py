@@ -1,22 +1,25 @@
-"""Text files (the authors' format) and one static HTML page showing what BM25 retrieved for task instances.
+"""Text files (the authors' format) and one static HTML page, the retrieval browser, showing what BM25 retrieved
+for task instances.
 
     python -m zemi.visualize_retrieval --data_root data/p3_c4/30aug --output visualization/
 
 writes `<output>/{first50,top50_highest_score,top50_lowest_score}_retrieval_instances/retrieval_vis_{train,eval}__
-<dataset_dir>.txt` and `<output>/index.html`; `parse_instances` reads the text files back.
+<dataset_dir>.txt`, `<output>/summaries/<dataset_dir>.json` (over all examples: how often the gold answer is in the
+top-k documents, the best scores' histogram) and `<output>/index.html`; `parse_instances` reads the text files back.
 """
 
 from __future__ import annotations
 
 import argparse
-import html
 import json
 import logging
 import math
 import re
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Sequence
+
+from zemi.tools import retrieval_page
 
 logger = logging.getLogger(__name__)
 
@@ -29,6 +32,7 @@ SPLIT_NAMES = {"train": ("train",), "eval": ("validation", "test")}
 HEADER = "======= Instance Index {} ========="
 DOCUMENTS_LINE = "#### Retrieved Documents ####"
 DOCUMENT_END = "########"
+SUMMARY_DIR = "summaries"
 _HEADER_PATTERN = re.compile(r"^======= Instance Index (\d+) =========$", re.MULTILINE)
 
 
@@ -96,8 +100,9 @@ def parse_instances(text: str) -> list[Instance]:
     return instances
 
 
-def instances_from_split(split, num_documents: int) -> list[Instance]:
-    """Every example of a 30aug split as an Instance with its first `num_documents` documents (ranks from 0)."""
+def instances_from_split(split, num_documents: int | None = None) -> list[Instance]:
+    """Every example of a 30aug split as an Instance with its first `num_documents` documents (default: all; ranks
+    from 0)."""
     instances = []
     for index, row in enumerate(split):
         documents = [Document(rank, float(doc["score"]), doc["inputs_pretokenized"])
@@ -126,72 +131,64 @@ def template_dirs(dataset_dir: Path) -> list[Path]:
 
 
 def visualize_task(dataset_dir: Path, output: Path, *, num_instances: int, num_documents: int) -> list[Path]:
-    """Write the three kinds of files for one task, from its first template (retrieval is shared by templates)."""
+    """Write the three kinds of files and the summary of one task, from its first template (retrieval is shared by
+    templates)."""
     from datasets import load_from_disk
 
     templates = template_dirs(dataset_dir)
     if not templates:
         raise FileNotFoundError(f"no template directories under {dataset_dir}")
     splits = load_from_disk(str(templates[0]))
-    written = []
+    written, summaries = [], {}
     for short_name, candidates in SPLIT_NAMES.items():
         split_name = next((name for name in candidates if name in splits), None)
         if split_name is None:
             continue
-        instances = instances_from_split(splits[split_name], num_documents)
+        every_document = instances_from_split(splits[split_name])
+        summaries[short_name] = retrieval_page.summarize_split(
+            (item.target_text, [(doc.score, doc.text) for doc in item.documents]) for item in every_document)
+        instances = [Instance(item.index, item.input_text, item.target_text, item.documents[:num_documents])
+                     for item in every_document]
         for directory, kind in KINDS.items():
             path = output / directory / f"retrieval_vis_{short_name}__{dataset_dir.name}.txt"
             path.parent.mkdir(parents=True, exist_ok=True)
             path.write_text(format_instances(select(instances, kind, num_instances)), encoding="utf-8")
             written.append(path)
+    written.append(write_summary(dataset_dir, output, summaries))
     logger.info("visualized %s (template %s)", dataset_dir.name, templates[0].name)
     return written
 
 
-def write_index_html(output: Path) -> Path:
-    """One static page that browses every visualization file under `output` (parsed back from the files)."""
-    data = {}
+def write_summary(dataset_dir: Path, output: Path, summaries: dict[str, retrieval_page.SplitSummary]) -> Path:
+    path = output / SUMMARY_DIR / f"{dataset_dir.name}.json"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    splits = [f"{json.dumps(split)}: {json.dumps(retrieval_page.summary_to_json(summary))}"
+              for split, summary in summaries.items()]
+    path.write_text("{\n" + ",\n".join(splits) + "\n}\n", encoding="utf-8")  # one line per split
+    return path
+
+
+def write_index_html(output: Path, title: str = "") -> Path:
+    """The retrieval browser: every visualization file under `output` (parsed back from the files) and the
+    per-task summaries beside them, in one static page."""
+    views: dict = {}
     for path in sorted(output.glob("*_retrieval_instances/retrieval_vis_*.txt")):
-        instances = parse_instances(path.read_text(encoding="utf-8"))
-        data[f"{path.parent.name}/{path.name}"] = [asdict(instance) for instance in instances]
-    payload = json.dumps(data, ensure_ascii=False).replace("</", "<\\/")
-    page = _PAGE.replace("__DATA__", payload).replace("__TITLE__", html.escape(output.name or "visualization"))
+        split, task = path.stem.removeprefix("retrieval_vis_").split("__", 1)
+        records = [retrieval_page.instance_record(item) for item in parse_instances(path.read_text(encoding="utf-8"))]
+        views.setdefault(task, {}).setdefault(split, {})[KINDS[path.parent.name]] = records
+    for task in views:
+        views[task] = {split: {kind: views[task][split][kind] for kind in KINDS.values() if kind in views[task][split]}
+                       for split in SPLIT_NAMES if split in views[task]}
+    summaries = {}
+    for task in views:
+        path = output / SUMMARY_DIR / f"{task}.json"
+        if path.exists():
+            data = json.loads(path.read_text(encoding="utf-8"))
+            summaries[task] = {split: retrieval_page.summary_from_json(data[split]) for split in SPLIT_NAMES
+                               if split in data}
     target = output / "index.html"
-    target.write_text(page, encoding="utf-8")
+    target.write_text(retrieval_page.render_page(title or output.name, summaries, views), encoding="utf-8")
     return target
-
-
-_PAGE = """<!DOCTYPE html>
-<html lang="en"><head><meta charset="utf-8"><title>Retrieval: __TITLE__</title>
-<style>
-body { font-family: sans-serif; margin: 1.5em; max-width: 70em; }
-pre { white-space: pre-wrap; background: #f6f6f6; padding: .5em; margin: .3em 0; }
-.doc { border-left: 3px solid #bbb; padding-left: .6em; margin: .4em 0; }
-.meta { color: #555; font-size: 90%; }
-</style></head><body>
-<h1>Retrieved documents</h1>
-<label>File <select id="file"></select></label>
-<div id="view"></div>
-<script>
-const DATA = __DATA__;
-const select = document.getElementById("file"), view = document.getElementById("view");
-function text(tag, value, cls) { const e = document.createElement(tag); e.textContent = value; if (cls) e.className = cls; return e; }
-function show() {
-  view.replaceChildren();
-  for (const inst of DATA[select.value] || []) {
-    view.append(text("h3", "Instance " + inst.index), text("div", "Input", "meta"), text("pre", inst.input_text),
-                text("div", "Target", "meta"), text("pre", inst.target_text));
-    for (const doc of inst.documents) {
-      const box = document.createElement("div"); box.className = "doc";
-      box.append(text("div", "rank " + doc.rank + " · score " + doc.score, "meta"), text("div", doc.text));
-      view.append(box);
-    }
-  }
-}
-for (const name of Object.keys(DATA)) select.append(new Option(name, name));
-select.addEventListener("change", show); show();
-</script></body></html>
-"""
 
 
 def main(argv: Sequence[str] | None = None) -> None:
@@ -201,13 +198,15 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--tasks", nargs="*", default=None, help="dataset dirs (default: every one under the root)")
     parser.add_argument("--num_instances", type=int, default=50)
     parser.add_argument("--num_documents", type=int, default=5, help="documents shown per instance")
+    parser.add_argument("--title", default=None, help="what the page says it shows (default: the data root)")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     root, output = Path(args.data_root), Path(args.output)
     names = args.tasks or sorted(p.name for p in root.iterdir() if p.is_dir() and not p.name.startswith("."))
     for name in names:
         visualize_task(root / name, output, num_instances=args.num_instances, num_documents=args.num_documents)
-    logger.info("wrote %s", write_index_html(output))
+    title = args.title or "/".join(root.resolve().parts[-2:])
+    logger.info("wrote %s", write_index_html(output, title))
 
 
 if __name__ == "__main__":
