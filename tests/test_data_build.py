@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import random
 import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -44,21 +46,44 @@ def test_builtin_tasks_are_the_authors_fifteen():
         assert templates and all(t.metadata.original_task and t.metadata.choices_in_prompt for t in templates)
 
 
+# Directory names as the authors' process_p3_C4_retrieval_datasets.py writes them: f"{task}_{name}" with the name's
+# '/' removed and its spaces turned into '_' (`clean_template_name`, then `.replace(' ', '_')`); nothing else changes.
+# (The authors publish no listing of their downloaded 30aug directories, so these are spelled out from that code.)
 @pytest.mark.parametrize(
     "task, template, expected",
     [
-        ("super_glue_copa", "…As a result, C1 or C2?", "super_glue_copa__As_a_result_C1_or_C2_"),
-        ("super_glue_cb", "claim true/false/inconclusive", "super_glue_cb_claim_true_false_inconclusive"),
+        ("super_glue_copa", "…As a result, C1 or C2?", "super_glue_copa_…As_a_result,_C1_or_C2?"),
+        ("super_glue_copa", "C1 or C2? premise, so/because…", "super_glue_copa_C1_or_C2?_premise,_sobecause…"),
+        ("super_glue_cb", "claim true/false/inconclusive", "super_glue_cb_claim_truefalseinconclusive"),
+        ("super_glue_cb", "GPT-3 style", "super_glue_cb_GPT-3_style"),
         ("cos_e_v1.11", "question_description_option_text", "cos_e_v1.11_question_description_option_text"),
         ("rotten_tomatoes", "Sentiment with choices ", "rotten_tomatoes_Sentiment_with_choices_"),
-        ("super_glue_wic", "GPT-3-prompt-with-label", "super_glue_wic_GPT_3_prompt_with_label"),
+        ("super_glue_wic", "GPT-3-prompt-with-label", "super_glue_wic_GPT-3-prompt-with-label"),
         ("hellaswag", "Predict ending with hint", "hellaswag_Predict_ending_with_hint"),
     ],
 )
-def test_template_dirs_have_p3_names(task, template, expected):
+def test_template_dirs_have_the_authors_names(task, template, expected):
     spec = BUILTIN_TASKS[task]
     assert template in {t.name for t in load_templates(spec)}
     assert template_dir_name(spec, template) == expected
+
+
+def test_sorted_names_sample_the_authors_templates():
+    # The order of `sorted()` decides what `random.sample(..., 2)` picks: "…" (U+2026) sorts after every ASCII
+    # letter, "," and "?" before them, so P3-style names ("super_glue_copa__As_a_result_C1_or_C2_") would sort
+    # the copa templates differently.
+    copa = sorted(template_dir_name(BUILTIN_TASKS["super_glue_copa"], t.name)
+                  for t in load_templates(BUILTIN_TASKS["super_glue_copa"]))
+    assert copa[0] == "super_glue_copa_C1_or_C2?_premise,_sobecause…" and copa[-1] == "super_glue_copa_…why?_C1_or_C2"
+    rng = random.Random(42)
+    picked = {}
+    for name in TASK_GROUPS["train"]:  # as the authors' training does: one seeded draw after another
+        spec = BUILTIN_TASKS[name]
+        picked[name] = rng.sample(sorted(template_dir_name(spec, t.name) for t in load_templates(spec)), 2)
+    assert picked["sciq"] == sorted(picked["sciq"], reverse=True) or set(picked["sciq"]) == {
+        "sciq_Multiple_Choice", "sciq_Multiple_Choice_Question_First"}
+    assert set(picked["dream"]) == {"dream_baseline", "dream_read_the_following_conversation_and_answer_the_question"}
+    assert all(len(set(pair)) == 2 for pair in picked.values())
 
 
 def test_apply_template_follows_p3():
@@ -155,15 +180,43 @@ def _run(output: Path, *extra: str) -> None:
 
 
 @pytest.fixture(scope="module")
-def built_root(tmp_path_factory):
+def built_run(tmp_path_factory):
+    """The real command line in its own process, as a user runs it: its root and its combined output."""
     root = tmp_path_factory.mktemp("data") / "30aug"
-    _run(root)
-    return root
+    completed = subprocess.run(
+        [sys.executable, "-m", "zemi.data.build", "--tasks", str(FIXTURE_TASK), "--corpus", str(CORPUS),
+         "--num_documents", "3000", "--output", str(root)],
+        cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, timeout=600, check=True)
+    return root, completed.stdout
+
+
+@pytest.fixture(scope="module")
+def built_root(built_run):
+    return built_run[0]
+
+
+def test_the_build_log_has_our_progress_and_no_datasets_bars(built_run):
+    _, output = built_run
+    assert "Saving the dataset" not in output
+    for progress in ("storing the corpus", "counting statistics", "indexing shard 1/1", "retrieving wordnet_acts",
+                     "writing templates"):
+        assert progress in output
+    import datasets
+
+    was_disabled = datasets.are_progress_bars_disabled()  # the test session silences them (conftest)
+    datasets.enable_progress_bars()
+    try:
+        with build.quiet_datasets():
+            assert datasets.are_progress_bars_disabled()
+        assert not datasets.are_progress_bars_disabled()  # silenced only inside the build
+    finally:
+        if was_disabled:
+            datasets.disable_progress_bars()
 
 
 def test_cli_writes_the_30aug_layout(built_root):
     task_dir = built_root / "wordnet_acts"
-    assert sorted(p.name for p in task_dir.iterdir()) == ["wordnet_acts_Pick_one..._A_or_B_",
+    assert sorted(p.name for p in task_dir.iterdir()) == ["wordnet_acts_Pick_one..._(A_or_B?)",
                                                           "wordnet_acts_question_with_options"]
     assert not (built_root / build.PARTIAL_DIR).exists()
     splits = load_from_disk(str(task_dir / "wordnet_acts_question_with_options"))
@@ -192,7 +245,7 @@ def test_training_and_evaluation_readers_accept_the_output(built_root):
 
 def test_rerun_skips_finished_templates_and_rebuilds_missing_ones(built_root):
     kept = built_root / "wordnet_acts" / "wordnet_acts_question_with_options"
-    removed = built_root / "wordnet_acts" / "wordnet_acts_Pick_one..._A_or_B_"
+    removed = built_root / "wordnet_acts" / "wordnet_acts_Pick_one..._(A_or_B?)"
     stamp = (kept / "dataset_dict.json").stat().st_mtime_ns
     shutil.rmtree(removed)
     _run(built_root)

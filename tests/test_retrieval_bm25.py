@@ -37,7 +37,9 @@ def queries() -> tuple[str, ...]:
 
 @lru_cache(maxsize=None)
 def built(backend: str, scoring: str) -> BM25Index:
-    return BM25Index.build(demo_texts(NUM_DOCUMENTS), backend=backend, scoring=scoring)
+    """Reference comparisons need every bit of the weights: the bm25s matrix in float64, not the float32 default."""
+    extra = {"dtype": "float64"} if backend == "bm25s" else {}
+    return BM25Index.build(demo_texts(NUM_DOCUMENTS), backend=backend, scoring=scoring, **extra)
 
 
 @pytest.mark.parametrize("scoring", ["lucene", "okapi"])
@@ -115,13 +117,24 @@ def test_top_k_keeps_all_ties_at_the_boundary_before_choosing_lowest_ids():
 
 
 def test_worker_processes_build_the_same_index():
-    parallel = BM25Index.build(demo_texts(NUM_DOCUMENTS), num_workers=2)
+    parallel = BM25Index.build(demo_texts(NUM_DOCUMENTS), num_workers=2, dtype="float64")
     assert parallel.search(queries(), k=30) == built("bm25s", "lucene").search(queries(), k=30)
 
 
-def test_float32_matrix_halves_storage_and_keeps_scores_close():
-    small = BM25Index.build(demo_texts(NUM_DOCUMENTS), dtype="float32")
-    assert small.engine.retriever.scores["data"].dtype == np.float32
+def test_streaming_build_in_many_chunks_equals_one_chunk(monkeypatch):
+    from zemi.retrieval import bm25
+
+    monkeypatch.setattr(bm25, "CHUNK_DOCUMENTS", 7)  # 429 chunks, the last one partial
+    chunked = BM25Index.build(iter(demo_texts(NUM_DOCUMENTS)), dtype="float64")
+    reference = built("bm25s", "lucene").engine.retriever.scores
+    for key in ("data", "indices", "indptr"):
+        np.testing.assert_array_equal(chunked.engine.retriever.scores[key], reference[key])
+
+
+def test_float32_weights_and_int32_indices_by_default_keep_scores_close():
+    small = BM25Index.build(demo_texts(NUM_DOCUMENTS))
+    matrix = small.engine.retriever.scores
+    assert matrix["data"].dtype == np.float32 and matrix["indices"].dtype == np.int32
     for got, expected in zip(small.search(queries(), k=30), built("bm25s", "lucene").search(queries(), k=30)):
         np.testing.assert_allclose([s for _, s in got], [s for _, s in expected], rtol=1e-5)
 
@@ -150,7 +163,7 @@ def test_save_load_round_trip(tmp_path, backend):
 @pytest.mark.parametrize("scoring", ["lucene", "okapi"])
 def test_sharded_index_equals_one_index(tmp_path, scoring):
     store = DocumentStore.write(tmp_path / "documents.arrow", demo_texts(NUM_DOCUMENTS), batch_size=700)
-    sharded = build_sharded_index(store, tmp_path / "index", shard_size=1_100, scoring=scoring)
+    sharded = build_sharded_index(store, tmp_path / "index", shard_size=1_100, scoring=scoring, dtype="float64")
     assert len(sharded.shards) == 3 and len(sharded) == NUM_DOCUMENTS
     single = built("bm25s", scoring).search(queries(), k=30)
     for merged, expected in zip(sharded.search(queries(), k=30), single):

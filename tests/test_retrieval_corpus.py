@@ -1,5 +1,5 @@
-"""Corpus readers (local jsonl / parquet / arrow, first N or a fraction, 256-word cut), C4 shard naming, and the
-memory-mapped document store."""
+"""Corpus readers (local jsonl / parquet / arrow, first N or a fraction), the authors' 256-word cut, C4 shard naming,
+and the memory-mapped document store of full texts."""
 
 from __future__ import annotations
 
@@ -15,6 +15,7 @@ from zemi.retrieval.corpus import (
     C4_TRAIN_DOCUMENTS,
     DocumentStore,
     c4_shard_files,
+    cut_words,
     documents_for_fraction,
     iter_documents,
     iter_local,
@@ -41,7 +42,7 @@ def test_c4_shard_files_are_the_hub_names_in_order():
 def test_demo_corpus_first_documents_and_fraction():
     first = list(iter_documents(str(CORPUS), num_documents=5))
     with gzip.open(CORPUS, "rt") as handle:
-        expected = [" ".join(json.loads(next(handle))["text"].split()) for _ in range(5)]
+        expected = [json.loads(next(handle))["text"] for _ in range(5)]
     assert first == expected
 
 
@@ -70,16 +71,32 @@ def test_local_formats_read_the_same_texts(tmp_path, suffix):
         for part in range(2):
             pq.write_table(pa.table({"text": texts[part * 20 : (part + 1) * 20]}), path / f"part-{part}.parquet")
     assert list(iter_local(path)) == texts
-    assert list(iter_documents(str(path), fraction=0.25)) == [" ".join(t.split()) for t in texts[:10]]
+    assert list(iter_documents(str(path), fraction=0.25)) == texts[:10]
 
 
-def test_documents_are_cut_to_their_first_words(tmp_path):
+def test_the_cut_splits_on_single_spaces_as_the_authors_did():
+    # `' '.join(text.split(' ')[:n])`: a newline or tab does not end a word, and each extra space of a run is
+    # an empty word of its own.
+    assert cut_words("one two\nthree\tfour  five six", 3) == "one two\nthree\tfour "
+    assert cut_words("a  b", 2) == "a "
+    assert cut_words("para one.\n\npara two is here", 3) == "para one.\n\npara two"
+    assert cut_words("short text", 256) == "short text"
+    assert cut_words("", 20) == ""
+    text = "  ".join(f"w{i}\n" for i in range(300))
+    assert cut_words(text, 256) == " ".join(text.split(" ")[:256])
+
+
+def test_the_store_keeps_full_texts_and_returns_them_cut(tmp_path):
+    long_text = "\n".join(" ".join(f"w{line}_{i}" for i in range(50)) for line in range(12))  # 600 words
     path = tmp_path / "long.jsonl"
-    path.write_text(json.dumps({"text": " ".join(f"w{i}" for i in range(600))}) + "\n")
+    path.write_text(json.dumps({"text": long_text}) + "\n")
     (document,) = iter_documents(str(path))
-    assert document.split() == [f"w{i}" for i in range(256)]
-    (short,) = iter_documents(str(path), max_words=3)
-    assert short == "w0 w1 w2"
+    assert document == long_text
+    store = DocumentStore.write(tmp_path / "documents.arrow", [document])
+    assert store.texts([0]) == [long_text]
+    (cut,) = store.texts([0], max_words=256)
+    assert cut == " ".join(long_text.split(" ")[:256]) and "\n" in cut
+    assert len(cut.split(" ")) == 256 and len(cut.split()) > 256  # newline-joined pairs count as one word
 
 
 def test_document_store_round_trip_is_memory_mapped(tmp_path):
@@ -88,9 +105,10 @@ def test_document_store_round_trip_is_memory_mapped(tmp_path):
     assert len(store) == len(texts)
     assert store.texts([5, 0, 1_234, 5]) == [texts[5], texts[0], "", texts[5]]
     reopened = DocumentStore.open(tmp_path / "documents.arrow")
-    slices = list(reopened.iter_slices(500))
-    assert [start for start, _ in slices] == [0, 500, 1_000]
-    assert [text for _, chunk in slices for text in chunk] == texts
+    ranges = list(reopened.shard_ranges(500))
+    assert ranges == [(0, 500), (500, 1_000), (1_000, 1_235)]
+    assert [text for start, stop in ranges for text in reopened.iter_texts(start, stop, batch_size=70)] == texts
+    assert list(reopened.iter_texts(1_230)) == texts[1_230:]
     assert not (tmp_path / "documents.arrow.partial").exists()
 
 

@@ -38,7 +38,7 @@ def test_bulk_actions_use_corpus_positions_as_ids():
 
 def test_multi_match_query_and_msearch_layout():
     assert search_body("who wrote it", k=30) == {
-        "query": {"multi_match": {"query": "who wrote it", "fields": ["text"]}}, "size": 30}
+        "query": {"multi_match": {"query": "who wrote it", "fields": ["text"], "type": "cross_fields"}}, "size": 30}
     body = msearch_body(["q1", "q2"], index="corpus", k=5)
     assert body[0] == {"index": "corpus"} and body[2] == {"index": "corpus"}
     assert body[1]["query"]["multi_match"]["query"] == "q1" and body[3]["size"] == 5

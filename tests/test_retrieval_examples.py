@@ -17,7 +17,10 @@ from zemi.retrieval.examples import (
 def test_field_queries_join_lists_and_keep_the_first_twenty_words():
     long_text = " ".join(f"w{i}" for i in range(40))
     assert field_query(long_text) == " ".join(f"w{i}" for i in range(20))
-    assert field_query(["first line", "second line"]) == "first line second line"
+    assert field_query(["first line", "second line"]) == "first line\nsecond line"
+    assert field_query({"text": ["a b", "c"]}) == "a b\nc"  # the authors' dict-with-text case
+    # Cut on single spaces, as the authors' `get_query_string`: "w1\nw2" is one word, each extra space one more.
+    assert field_query("w0 w1\nw2 w3  w4 " + long_text, 4) == "w0 w1\nw2 w3 "
     assert field_query(None) == ""
     assert example_queries({"sentence1": "a b", "sentence2": "c", "label": 0}, ["sentence1", "sentence2"]) == ["a b", "c"]
     with pytest.raises(KeyError, match="premise"):

@@ -9,6 +9,7 @@ templates; the corpus store, the index and the retrieved hits are cached beside 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import logging
 import os
@@ -18,10 +19,12 @@ from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Sequence
 
+from tqdm.auto import tqdm
+
 from zemi.data.tasks import TaskSpec, load_raw_splits, load_templates, prompt_split, resolve_tasks, template_dir_name
-from zemi.retrieval.corpus import STORE_FILE, DocumentStore, iter_documents
+from zemi.retrieval.corpus import C4_TRAIN_DOCUMENTS, STORE_FILE, DocumentStore, documents_for_fraction, iter_documents
 from zemi.retrieval.examples import chosen_examples, retrieve_for_examples
-from zemi.retrieval.sharded import SHARDS_FILE, build_sharded_index, open_index
+from zemi.retrieval.sharded import SHARDS_FILE, ParallelSearch, build_sharded_index, open_index
 
 logger = logging.getLogger("zemi.data.build")
 
@@ -45,16 +48,17 @@ class BuildConfig:
     num_documents: int | None = _option(None, "index the first N corpus documents")
     corpus_fraction: float | None = _option(None, "or this leading fraction (c4: 0.05 = the authors' 18,243,444)")
     text_field: str = _option("text", "text field of local corpus files")
-    document_words: int = _option(256, "documents are cut to their first N whitespace words")
-    query_words: int = _option(20, "queries are cut to their first N whitespace words")
+    document_words: int = _option(256, "retrieved documents are cut to their first N space-separated words (the "
+                                       "index holds the full texts)")
+    query_words: int = _option(20, "queries are cut to their first N space-separated words")
     documents_per_query: int = _option(30, "hits kept per query field")
     documents_per_example: int = _option(30, "merged hits kept per example (chosen_examples)")
     index_dir: str | None = _option(None, "document store and BM25 index (default: <output>.bm25)")
     cache_dir: str | None = _option(None, "retrieved hits per task and split (default: <output>.cache)")
     scoring: str = _option("lucene", "BM25 scoring", choices=["lucene", "okapi"])
     shard_size: int = _option(1_000_000, "documents per index shard (bounds indexing memory)")
-    index_dtype: str = _option("float64", "score matrix precision", choices=["float64", "float32"])
-    num_workers: int = _option(1, "tokenising processes")
+    index_dtype: str = _option("float32", "score matrix precision", choices=["float32", "float64"])
+    num_workers: int = _option(1, "processes that tokenise documents and search queries")
     elasticsearch_url: str | None = _option(None, "retrieve with this Elasticsearch server instead")
     elasticsearch_index: str = _option("zemi_corpus", "index name on that server (created and filled if absent)")
     shuffle_documents: str = _option("none", "ablations: give examples other examples' documents",
@@ -106,19 +110,23 @@ def record_settings(path: Path, settings: dict) -> None:
 
 
 def prepare_store(config: BuildConfig) -> DocumentStore:
-    """The corpus cut to `document_words` words per document, written once to `<index_dir>/documents.arrow`."""
+    """The corpus's full texts, written once to `<index_dir>/documents.arrow` (indexed in full, as the authors'
+    Elasticsearch did; cut to `document_words` words only when written into the data)."""
     path = Path(config.index_dir) / STORE_FILE
     # A local corpus is recorded by its absolute path: the same file named relatively is the same corpus.
     corpus = str(Path(config.corpus).resolve()) if Path(config.corpus).exists() else config.corpus
     record_settings(Path(config.index_dir) / "corpus_settings.json", {
         "corpus": corpus, "num_documents": config.num_documents, "corpus_fraction": config.corpus_fraction,
-        "text_field": config.text_field, "document_words": config.document_words, "scoring": config.scoring,
+        "text_field": config.text_field, "indexed_text": "full", "scoring": config.scoring,
         "index_dtype": config.index_dtype, "shard_size": config.shard_size})
     if path.exists():
         return DocumentStore.open(path)
     texts = iter_documents(config.corpus, num_documents=config.num_documents, fraction=config.corpus_fraction,
-                           max_words=config.document_words, text_field=config.text_field)
-    return DocumentStore.write(path, texts)
+                           text_field=config.text_field)
+    total = config.num_documents
+    if config.corpus == "c4" and config.corpus_fraction is not None:
+        total = documents_for_fraction(config.corpus_fraction, C4_TRAIN_DOCUMENTS)
+    return DocumentStore.write(path, texts, total=total)
 
 
 def prepare_index(config: BuildConfig, store: DocumentStore):
@@ -129,8 +137,8 @@ def prepare_index(config: BuildConfig, store: DocumentStore):
         index = ElasticsearchIndex.connect(config.elasticsearch_url, config.elasticsearch_index)
         if not index.client.indices.exists(index=config.elasticsearch_index):
             index.create()
-            for start, texts in store.iter_slices(100_000):
-                index.add(texts, first_id=start)
+            for start, stop in store.shard_ranges(100_000):
+                index.add(store.iter_texts(start, stop), first_id=start)
         return index
     if (Path(config.index_dir) / SHARDS_FILE).exists():
         return open_index(config.index_dir)
@@ -138,10 +146,21 @@ def prepare_index(config: BuildConfig, store: DocumentStore):
                                dtype=config.index_dtype, num_workers=config.num_workers)
 
 
+@contextlib.contextmanager
+def searcher(index, config: BuildConfig):
+    """The index searched from `num_workers` processes when there are several (a local index only)."""
+    if config.num_workers <= 1 or config.elasticsearch_url:
+        yield index
+        return
+    with ParallelSearch(config.index_dir, config.num_workers) as parallel:
+        yield parallel
+
+
 def retrieve_task(task: TaskSpec, raw: dict[str, list[dict]], index, config: BuildConfig) -> dict[str, list]:
     """Hits per raw example of each split (shared by all templates), cached as JSON under `cache_dir`."""
     record_settings(Path(config.cache_dir) / "retrieval_settings.json", {
-        "index_dir": str(Path(config.index_dir).resolve()), "elasticsearch_url": config.elasticsearch_url,
+        "index_dir": str(Path(config.index_dir).resolve()), "indexed_text": "full",
+        "elasticsearch_url": config.elasticsearch_url,
         "query_words": config.query_words, "documents_per_query": config.documents_per_query,
         "documents_per_example": config.documents_per_example,
         "max_examples_per_split": config.max_examples_per_split})
@@ -154,7 +173,8 @@ def retrieve_task(task: TaskSpec, raw: dict[str, list[dict]], index, config: Bui
         hits[split] = retrieve_for_examples(index, examples, task.query_fields,
                                             per_query=config.documents_per_query,
                                             per_example=config.documents_per_example,
-                                            query_words=config.query_words)
+                                            query_words=config.query_words,
+                                            description=f"retrieving {task.dataset_dir}/{split}")
         path.parent.mkdir(parents=True, exist_ok=True)
         path.with_suffix(".partial").write_text(json.dumps(hits[split]))
         os.replace(path.with_suffix(".partial"), path)
@@ -183,8 +203,10 @@ def shuffle_hits(hits: dict[str, dict[str, list]], mode: str, seed: int) -> dict
 
 
 def write_template(task: TaskSpec, template, raw: dict[str, list[dict]], hits: dict[str, list],
-                   store: DocumentStore, output: Path) -> bool:
-    """Write one template's DatasetDict, atomically (built under `.partial`, then renamed); False if it exists."""
+                   store: DocumentStore, output: Path, document_words: int = 256) -> bool:
+    """Write one template's DatasetDict, atomically (built under `.partial`, then renamed); False if it exists.
+    Documents are cut to their first `document_words` words here, as the authors cut the texts Elasticsearch
+    returned."""
     from datasets import Dataset, DatasetDict
 
     name = template_dir_name(task, template.name)
@@ -195,7 +217,7 @@ def write_template(task: TaskSpec, template, raw: dict[str, list[dict]], hits: d
     for split, examples in raw.items():
         rows, sources = prompt_split(task, template, examples)
         doc_ids = sorted({doc for source in sources for doc, _ in hits[split][source]})
-        texts = dict(zip(doc_ids, store.texts(doc_ids)))
+        texts = dict(zip(doc_ids, store.texts(doc_ids, max_words=document_words)))
         for row, source in zip(rows, sources):
             example_hits = hits[split][source]
             row["chosen_examples"] = chosen_examples(example_hits, [texts[doc] for doc, _ in example_hits])
@@ -205,22 +227,41 @@ def write_template(task: TaskSpec, template, raw: dict[str, list[dict]], hits: d
     DatasetDict(splits).save_to_disk(str(partial))
     final.parent.mkdir(parents=True, exist_ok=True)
     os.replace(partial, final)
-    logger.info("wrote %s (%s)", final, ", ".join(f"{s}: {len(d)}" for s, d in splits.items()))
+    logger.debug("wrote %s (%s)", final, ", ".join(f"{s}: {len(d)}" for s, d in splits.items()))
     return True
+
+
+@contextlib.contextmanager
+def quiet_datasets():
+    """Silence the `datasets` progress bars (one "Saving the dataset" bar per split and template) for the build,
+    restoring their previous state afterwards; the build shows its own progress instead."""
+    import datasets
+
+    was_disabled = datasets.are_progress_bars_disabled()
+    datasets.disable_progress_bars()
+    try:
+        yield
+    finally:
+        if not was_disabled:
+            datasets.enable_progress_bars()
 
 
 def build(config: BuildConfig) -> Path:
     """Build every template of every task into `config.output`; returns the output root."""
     output = Path(config.output)
     tasks = resolve_tasks(config.tasks)
-    store = prepare_store(config)
-    index = prepare_index(config, store)
-    raw = {task.dataset_dir: _limit(load_raw_splits(task), config.max_examples_per_split) for task in tasks}
-    hits = {task.dataset_dir: retrieve_task(task, raw[task.dataset_dir], index, config) for task in tasks}
-    hits = shuffle_hits(hits, config.shuffle_documents, config.seed)
-    for task in tasks:
-        for template in load_templates(task):
-            write_template(task, template, raw[task.dataset_dir], hits[task.dataset_dir], store, output)
+    with quiet_datasets():
+        store = prepare_store(config)
+        index = prepare_index(config, store)
+        raw = {task.dataset_dir: _limit(load_raw_splits(task), config.max_examples_per_split) for task in tasks}
+        with searcher(index, config) as search_index:
+            hits = {task.dataset_dir: retrieve_task(task, raw[task.dataset_dir], search_index, config)
+                    for task in tasks}
+        hits = shuffle_hits(hits, config.shuffle_documents, config.seed)
+        templates = [(task, template) for task in tasks for template in load_templates(task)]
+        for task, template in tqdm(templates, unit=" templates", desc="writing templates", mininterval=2):
+            write_template(task, template, raw[task.dataset_dir], hits[task.dataset_dir], store, output,
+                           config.document_words)
     shutil.rmtree(output / PARTIAL_DIR, ignore_errors=True)
     return output
 

@@ -7,7 +7,6 @@ from __future__ import annotations
 import functools
 import logging
 import random
-import re
 import zlib
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -15,6 +14,7 @@ from typing import Sequence
 
 import yaml
 
+from zemi.data.task_lists import HELD_OUT_TASKS, TRAINING_MIXTURE
 from zemi.data.validation import DataError, check_task_config, check_templates, read_jsonl, read_yaml
 
 logger = logging.getLogger(__name__)
@@ -72,11 +72,7 @@ BUILTIN_TASKS: dict[str, TaskSpec] = {
         _hub_task("hellaswag", "hellaswag", None, ["ctx"], "Rowan/hellaswag", "default"),
     ]
 }
-TASK_GROUPS = {
-    "train": ["cos_e_v1.11", "cosmos_qa", "dream", "qasc", "quartz", "sciq", "social_i_qa", "wiqa"],
-    "eval": ["openbookqa_main", "piqa", "super_glue_wic", "super_glue_cb", "super_glue_copa", "rotten_tomatoes",
-             "hellaswag"],
-}
+TASK_GROUPS = {"train": list(TRAINING_MIXTURE), "eval": list(HELD_OUT_TASKS)}
 TASK_GROUPS["all"] = TASK_GROUPS["train"] + TASK_GROUPS["eval"]
 
 
@@ -182,10 +178,11 @@ def _template_loader() -> type:
 
 
 def template_dir_name(task: TaskSpec, template_name: str) -> str:
-    """The 30aug directory of a template: P3's task name, `<dataset_dir>_<template name>` with every run of
-    characters other than letters, digits, '_' and '.' replaced by one '_' (e.g. "super_glue_copa_…As a result,
-    C1 or C2?" -> "super_glue_copa__As_a_result_C1_or_C2_")."""
-    return re.sub(r"[^\w\d._]+", "_", f"{task.dataset_dir}_{template_name}")
+    """The 30aug directory of a template, named as the authors' `process_p3_C4_retrieval_datasets.py` named it:
+    `<dataset_dir>_<template name>` with '/' removed and spaces turned into '_', every other character kept
+    ("…As a result, C1 or C2?" -> "super_glue_copa_…As_a_result,_C1_or_C2?"). Training samples templates from
+    the sorted directory names, so the names decide which templates it trains on."""
+    return f"{task.dataset_dir}_{template_name.replace('/', '').replace(' ', '_')}"
 
 
 def template_seed(task: TaskSpec, template_name: str) -> int:

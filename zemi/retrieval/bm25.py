@@ -11,6 +11,7 @@ import math
 import pickle
 from multiprocessing import get_context
 from pathlib import Path
+from itertools import islice
 from typing import Iterable, Iterator, Sequence
 
 import numpy as np
@@ -33,20 +34,37 @@ METADATA_FILE = "zemi_bm25.json"
 Hits = list[tuple[int, float]]
 
 
-def iter_token_lists(texts: Sequence[str], num_workers: int = 1) -> Iterator[list[str]]:
+def iter_token_lists(texts: Iterable[str], num_workers: int = 1) -> Iterator[list[str]]:
     """Tokenised texts in order, from worker processes when `num_workers` > 1 (tokenising dominates indexing)."""
     if num_workers <= 1:
         yield from map(tokenize, texts)
         return
+    # Pool.imap would read the whole iterable ahead of the workers; feeding it a block at a time bounds memory.
+    chunk_size = 500
+    iterator = iter(texts)
     with get_context("spawn").Pool(num_workers) as pool:
-        yield from pool.imap(tokenize, texts, chunksize=1_000)
+        while block := list(islice(iterator, 8 * num_workers * chunk_size)):
+            yield from pool.imap(tokenize, block, chunksize=chunk_size)
 
 
-def _token_id_arrays(token_lists: Iterable[list[str]]) -> tuple[list[np.ndarray], dict[str, int]]:
-    """Documents as int32 arrays of vocabulary ids (4 bytes a token instead of a Python string each)."""
-    vocab: dict[str, int] = {}
-    arrays = [np.array([vocab.setdefault(t, len(vocab)) for t in tokens], dtype=np.int32) for tokens in token_lists]
-    return arrays, vocab
+# Documents are turned into (term, document, term frequency) triples this many at a time, so that only one
+# chunk's token lists exist at once; the triples of all chunks (12 bytes each) are the build's main memory.
+CHUNK_DOCUMENTS = 20_000
+
+
+def _chunk_triples(token_lists: list[list[str]], vocab: dict[str, int], first_doc: int):
+    """(term ids, doc ids, term frequencies) of some documents, sorted by term then document, and their lengths.
+
+    New terms get the next vocabulary id, so ids follow first occurrence in the corpus (as rank_bm25's dicts do).
+    """
+    lengths = np.fromiter(map(len, token_lists), dtype=np.int64, count=len(token_lists))
+    flat = np.fromiter((vocab.setdefault(t, len(vocab)) for tokens in token_lists for t in tokens),
+                       dtype=np.int64, count=int(lengths.sum()))
+    span = max(len(token_lists), 1)
+    keys = flat * span + np.repeat(np.arange(len(token_lists), dtype=np.int64), lengths)
+    keys, term_freqs = np.unique(keys, return_counts=True)  # sorted keys: term-major, documents ascending
+    terms, docs = np.divmod(keys, span)
+    return (terms.astype(np.int32), (docs + first_doc).astype(np.int32), term_freqs.astype(np.int32)), lengths
 
 
 def top_k(scores: np.ndarray, k: int) -> Hits:
@@ -76,38 +94,54 @@ class SparseMatrixEngine:
 
     @classmethod
     def build(cls, token_lists: Iterable[list[str]], *, scoring: str, params: dict, size: CollectionSize | None,
-              term_doc_freq=None, dtype: str = "float64") -> "SparseMatrixEngine":
-        """Index tokenised documents; `size`/`term_doc_freq` give corpus-wide statistics when this is a shard."""
+              term_doc_freq=None, dtype: str = "float32") -> "SparseMatrixEngine":
+        """Index tokenised documents; `size`/`term_doc_freq` give corpus-wide statistics when this is a shard.
+
+        Streaming: token lists are consumed a chunk at a time; the CSC arrays are then filled chunk by chunk with a
+        counting sort (no global argsort), and each chunk's triples are freed once placed.
+        """
         import bm25s
 
-        token_ids, vocab = _token_id_arrays(token_lists)
-        lengths = np.array([len(ids) for ids in token_ids], dtype=np.int64)
-        num_docs = len(token_ids)
-        flat = np.concatenate(token_ids).astype(np.int64) if num_docs else np.zeros(0, np.int64)
-        del token_ids
-        doc_of_token = np.repeat(np.arange(num_docs, dtype=np.int64), lengths)
-        # One key per (term, document) pair; sorting the keys gives CSC order (term-major, documents ascending).
-        pairs, term_freqs = np.unique(flat * max(num_docs, 1) + doc_of_token, return_counts=True)
-        terms, docs = np.divmod(pairs, max(num_docs, 1))
-        local_doc_freq = np.bincount(terms, minlength=len(vocab))
+        vocab: dict[str, int] = {}
+        chunks, lengths_list, iterator, first_doc = [], [], iter(token_lists), 0
+        while token_chunk := list(islice(iterator, CHUNK_DOCUMENTS)):
+            triples, lengths = _chunk_triples(token_chunk, vocab, first_doc)
+            chunks.append(triples)
+            lengths_list.append(lengths)
+            first_doc += len(token_chunk)
+        lengths = np.concatenate(lengths_list) if lengths_list else np.zeros(0, np.int64)
+        num_docs, num_terms = len(lengths), len(vocab)
+        local_doc_freq = np.zeros(num_terms, dtype=np.int64)
+        for terms, _, _ in chunks:
+            local_doc_freq += np.bincount(terms, minlength=num_terms)
         if size is None:
             floor = okapi_idf_floor(local_doc_freq, num_docs, params.get("epsilon", 0.25))
             size = CollectionSize(num_docs, int((lengths > 0).sum()), int(lengths.sum()), floor)
             doc_freq = local_doc_freq
         else:
-            doc_freq = np.fromiter((term_doc_freq[t] for t in vocab), dtype=np.int64, count=len(vocab))
+            doc_freq = np.fromiter((term_doc_freq[t] for t in vocab), dtype=np.int64, count=num_terms)
         idf = idf_for_terms(doc_freq, size, scoring, params)
-        weights = term_weights(term_freqs, lengths[docs], idf[terms], size.average_length(scoring), scoring, params)
-        indptr = np.zeros(len(vocab) + 1, dtype=np.int64)
+        average_length = size.average_length(scoring)
+
+        indptr = np.zeros(num_terms + 1, dtype=np.int64)
         np.cumsum(local_doc_freq, out=indptr[1:])
+        indices = np.empty(int(indptr[-1]), dtype=np.int32)
+        data = np.empty(int(indptr[-1]), dtype=dtype)
+        cursor = indptr[:-1].copy()  # the next free slot of each term's column
+        chunks.reverse()
+        while chunks:
+            terms, docs, term_freqs = chunks.pop()  # in document order; its memory is freed after this pass
+            # A chunk's triples of one term are consecutive and in document order: the i-th goes to cursor + i.
+            run_starts = np.flatnonzero(np.diff(terms, prepend=-1))
+            run_lengths = np.diff(run_starts, append=len(terms))
+            run_terms = terms[run_starts]
+            slots = cursor[terms] + (np.arange(len(terms)) - np.repeat(run_starts, run_lengths))
+            indices[slots] = docs
+            data[slots] = term_weights(term_freqs, lengths[docs], idf[terms], average_length, scoring, params)
+            cursor[run_terms] += run_lengths
         # bm25s's own `method` is never used: the matrix holds our weights, whatever the scoring.
         retriever = bm25s.BM25(k1=params["k1"], b=params["b"], method="lucene", dtype=dtype, int_dtype="int32")
-        retriever.scores = {
-            "data": weights.astype(dtype),
-            "indices": docs.astype(np.int32),
-            "indptr": indptr,
-            "num_docs": num_docs,
-        }
+        retriever.scores = {"data": data, "indices": indices, "indptr": indptr, "num_docs": num_docs}
         retriever.vocab_dict = vocab
         retriever.unique_token_ids_set = None
         retriever.nonoccurrence_array = None
@@ -221,15 +255,17 @@ class BM25Index:
         *,
         size: CollectionSize | None = None,
         term_doc_freq=None,
-        dtype: str = "float64",
+        dtype: str = "float32",
         num_workers: int = 1,
     ) -> "BM25Index":
-        """Index document texts. `size` and `term_doc_freq` (term -> corpus-wide document frequency) make this a
-        shard scored with the statistics of a larger corpus; `dtype="float32"` halves the bm25s matrix."""
+        """Index document texts (any iterable: they are read once, in order). `size` and `term_doc_freq` (term ->
+        corpus-wide document frequency) make this a shard scored with the statistics of a larger corpus. The bm25s
+        matrix holds float32 weights (Lucene's own precision); `dtype="float64"` keeps every bit of our float64
+        weights, which the reference tests against rank_bm25 use."""
         if backend not in ENGINES:
             raise ValueError(f"unknown backend {backend!r}; choose one of {BACKENDS}")
         params = scoring_parameters(scoring, k1, b)
-        token_lists = iter_token_lists(list(documents), num_workers)
+        token_lists = iter_token_lists(documents, num_workers)
         engine = ENGINES[backend].build(
             token_lists, scoring=scoring, params=params, size=size, term_doc_freq=term_doc_freq, dtype=dtype
         )

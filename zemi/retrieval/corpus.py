@@ -1,5 +1,5 @@
-"""Retrieval corpora: C4 streamed from the hub shard by shard, or local jsonl / parquet / arrow files, cut to
-256 words per document and stored once in a memory-mapped Arrow file that the index and the data builder share.
+"""Retrieval corpora: C4 streamed from the hub shard by shard, or local jsonl / parquet / arrow files, stored once
+in full in a memory-mapped Arrow file; the index reads the full texts, the data builder the texts cut to 256 words.
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ from typing import Iterable, Iterator, Sequence
 
 import pyarrow as pa
 
-from zemi.retrieval.analyzer import first_words
+from tqdm.auto import tqdm
 
 logger = logging.getLogger(__name__)
 
@@ -26,6 +26,13 @@ C4_NUM_SHARDS = 1024
 C4_TRAIN_DOCUMENTS = 364_868_892
 DOCUMENT_WORDS = 256
 STORE_FILE = "documents.arrow"
+
+
+def cut_words(text: str, max_words: int) -> str:
+    """The first `max_words` words of `text`, words being what lies between single spaces, as the authors cut
+    (`' '.join(text.split(' ')[:n])`): newlines, tabs and runs of spaces stay inside the text, so "a\nb" is one
+    word and "a  b" three (the empty string between the two spaces is one)."""
+    return " ".join(text.split(" ")[:max_words])
 
 
 def c4_shard_files(first_shard: int = 0, num_shards: int | None = None) -> list[str]:
@@ -120,13 +127,13 @@ def iter_documents(
     *,
     num_documents: int | None = None,
     fraction: float | None = None,
-    max_words: int = DOCUMENT_WORDS,
     text_field: str = "text",
     c4_first_shard: int = 0,
     c4_revision: str | None = None,
 ) -> Iterator[str]:
-    """Corpus texts cut to their first `max_words` whitespace words: the first `num_documents`, or the leading
-    `fraction` of the corpus, or all. `source` is "c4" or a local path."""
+    """Full corpus texts: the first `num_documents`, or the leading `fraction` of the corpus, or all.
+    `source` is "c4" or a local path. The authors indexed C4's full texts and cut a document only when returning it.
+    """
     if num_documents is not None and fraction is not None:
         raise ValueError("give num_documents or fraction, not both")
     if source == "c4":
@@ -138,31 +145,33 @@ def iter_documents(
             num_documents = documents_for_fraction(fraction, sum(1 for _ in iter_local(source, text_field)))
         texts = iter_local(source, text_field)
     for text in islice(texts, num_documents):
-        yield first_words(text or "", max_words)
+        yield text or ""
 
 
 class DocumentStore:
-    """Document texts by id (their position) in one Arrow IPC file, memory-mapped: the 18M-document C4 subset
-    is ~25 GB of text, more than we want in RAM, and `take` on a memory map fetches a batch of ids quickly."""
+    """Full document texts by id (their position) in one Arrow IPC file, memory-mapped: the 18M-document C4
+    subset is ~40 GB of text, more than we want in RAM, and `take` on a memory map fetches a batch of ids quickly."""
 
     def __init__(self, *, path: Path, table: pa.Table):
         self.path = path
         self.table = table
 
     @classmethod
-    def write(cls, path: str | Path, texts: Iterable[str], *, batch_size: int = 50_000) -> "DocumentStore":
-        """Write `texts` to `path` (atomically: a crash leaves no half-written store) and open it."""
+    def write(cls, path: str | Path, texts: Iterable[str], *, batch_size: int = 50_000,
+              total: int | None = None) -> "DocumentStore":
+        """Write `texts` to `path` (atomically: a crash leaves no half-written store) and open it; `total`, when
+        known, sizes the progress bar."""
         path = Path(path)
         path.parent.mkdir(parents=True, exist_ok=True)
         partial = path.with_name(path.name + ".partial")
         schema = pa.schema([("text", pa.large_string())])
-        count = 0
-        with pa.OSFile(str(partial), "wb") as sink, pa.ipc.new_file(sink, schema) as writer:
+        with pa.OSFile(str(partial), "wb") as sink, pa.ipc.new_file(sink, schema) as writer, \
+                tqdm(total=total, unit=" documents", desc="storing the corpus", mininterval=2) as progress:
             iterator = iter(texts)
             while batch := list(islice(iterator, batch_size)):
                 writer.write_batch(pa.record_batch([pa.array(batch, pa.large_string())], schema=schema))
-                count += len(batch)
-                logger.info("stored %d documents", count)
+                progress.update(len(batch))
+        logger.info("stored %d documents in %s", progress.n, path)
         os.replace(partial, path)
         return cls.open(path)
 
@@ -176,11 +185,20 @@ class DocumentStore:
     def __len__(self) -> int:
         return self.table.num_rows
 
-    def texts(self, doc_ids: Sequence[int]) -> list[str]:
-        """The texts of some documents, in the order of `doc_ids`."""
-        return self.table.column("text").take(pa.array(doc_ids, pa.int64())).to_pylist()
+    def texts(self, doc_ids: Sequence[int], max_words: int | None = None) -> list[str]:
+        """The texts of some documents, in the order of `doc_ids`, cut to `max_words` words (`cut_words`) if given."""
+        texts = self.table.column("text").take(pa.array(doc_ids, pa.int64())).to_pylist()
+        return texts if max_words is None else [cut_words(text, max_words) for text in texts]
 
-    def iter_slices(self, size: int) -> Iterator[tuple[int, list[str]]]:
-        """Consecutive (first doc_id, texts) slices of at most `size` documents: the shards of a sharded index."""
+    def iter_texts(self, start: int = 0, stop: int | None = None, *, batch_size: int = 10_000) -> Iterator[str]:
+        """The full texts of documents `start` to `stop` (exclusive), a record batch at a time: memory stays small
+        however many documents a shard has."""
+        stop = len(self) if stop is None else min(stop, len(self))
+        column = self.table.column("text")
+        for offset in range(start, stop, batch_size):
+            yield from column.slice(offset, min(batch_size, stop - offset)).to_pylist()
+
+    def shard_ranges(self, size: int) -> Iterator[tuple[int, int]]:
+        """Consecutive (first doc_id, end doc_id) ranges of at most `size` documents: the shards of an index."""
         for start in range(0, len(self), size):
-            yield start, self.table.column("text").slice(start, size).to_pylist()
+            yield start, min(start + size, len(self))

@@ -1,5 +1,5 @@
 """The Elasticsearch engine, for corpora that outgrow one machine: the authors' index settings (standard analyzer,
-BM25 k1 1.2 / b 0.75, 16 shards), bulk indexing and their `multi_match` query, behind `BM25Index`'s `search`.
+BM25 k1 1.2 / b 0.75, 16 shards), bulk indexing of full texts and their `multi_match` query, behind `search`.
 
 Requests are built by pure functions (unit-tested without a server); the client is the optional extra
 `pip install zemi[elasticsearch]`.
@@ -51,8 +51,9 @@ def bulk_actions(texts: Iterable[str], *, index: str, first_id: int = 0) -> Iter
 
 
 def search_body(query: str, *, k: int = 30) -> dict:
-    """The authors' query: `multi_match` of the query text over the text field, top `k`."""
-    return {"query": {"multi_match": {"query": query, "fields": [TEXT_FIELD]}}, "size": k}
+    """The authors' query, as `datasets`' `ElasticSearchIndex.search` sends it: a `cross_fields` `multi_match` of
+    the query text over the text field, top `k`."""
+    return {"query": {"multi_match": {"query": query, "fields": [TEXT_FIELD], "type": "cross_fields"}}, "size": k}
 
 
 def msearch_body(queries: Sequence[str], *, index: str, k: int = 30) -> list[dict]:

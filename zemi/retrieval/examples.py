@@ -7,8 +7,10 @@ from __future__ import annotations
 import logging
 from typing import Mapping, Sequence
 
-from zemi.retrieval.analyzer import first_words
+from tqdm.auto import tqdm
+
 from zemi.retrieval.bm25 import Hits
+from zemi.retrieval.corpus import cut_words
 from zemi.retrieval.sharded import merge_hits
 
 logger = logging.getLogger(__name__)
@@ -19,12 +21,15 @@ DOCUMENTS_PER_EXAMPLE = 30
 
 
 def field_query(value, max_words: int = QUERY_WORDS) -> str:
-    """A query text from one field value: lists are joined with newlines, then cut to the first `max_words`."""
+    """A query text from one field value, as the authors' `get_query_string`: a list (or a mapping's "text" list)
+    is joined with newlines, then cut to its first `max_words` space-separated words (`cut_words`)."""
     if value is None:
         return ""
+    if isinstance(value, Mapping) and "text" in value:
+        value = value["text"]
     if isinstance(value, (list, tuple)):
         value = "\n".join(str(item) for item in value)
-    return first_words(str(value), max_words)
+    return cut_words(str(value), max_words)
 
 
 def example_queries(example: Mapping, query_fields: Sequence[str], max_words: int = QUERY_WORDS) -> list[str]:
@@ -52,18 +57,23 @@ def retrieve_for_examples(
     per_example: int = DOCUMENTS_PER_EXAMPLE,
     query_words: int = QUERY_WORDS,
     batch_size: int = 1_000,
+    description: str | None = None,
 ) -> list[Hits]:
-    """For each example, its merged (doc_id, score) hits; `index` is any object with `search(queries, k)`."""
+    """For each example, its merged (doc_id, score) hits; `index` is any object with `search(queries, k)`.
+    A `description` shows a progress bar in queries per second."""
     results: list[Hits] = []
     num_fields = len(query_fields)
-    for start in range(0, len(examples), batch_size):
-        batch = examples[start : start + batch_size]
-        queries = [query for example in batch for query in example_queries(example, query_fields, query_words)]
-        hits = index.search(queries, k=per_query)
-        for position in range(len(batch)):
-            fields = hits[position * num_fields : (position + 1) * num_fields]
-            results.append(merge_field_hits(fields, per_example))
-        logger.info("retrieved documents for %d/%d examples", len(results), len(examples))
+    with tqdm(total=len(examples) * num_fields, unit=" queries", desc=description, disable=description is None,
+              mininterval=2) as progress:
+        for start in range(0, len(examples), batch_size):
+            batch = examples[start : start + batch_size]
+            queries = [query for example in batch for query in example_queries(example, query_fields, query_words)]
+            hits = index.search(queries, k=per_query)
+            for position in range(len(batch)):
+                fields = hits[position * num_fields : (position + 1) * num_fields]
+                results.append(merge_field_hits(fields, per_example))
+            progress.update(len(queries))
+    logger.info("retrieved documents for %d examples", len(results))
     return results
 
 

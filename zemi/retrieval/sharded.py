@@ -9,8 +9,11 @@ import logging
 import os
 import pickle
 import shutil
+from multiprocessing import get_context
 from pathlib import Path
-from typing import Sequence
+from typing import Iterable, Iterator, Sequence
+
+from tqdm.auto import tqdm
 
 from zemi.retrieval.bm25 import BM25Index, Hits, iter_token_lists
 from zemi.retrieval.corpus import DocumentStore
@@ -29,21 +32,27 @@ def merge_hits(hits_per_shard: Sequence[Hits], k: int) -> Hits:
     return merged[:k]
 
 
-def collect_stats(store: DocumentStore, shard_size: int, num_workers: int = 1) -> CorpusStats:
-    """First pass over the corpus: document frequencies and lengths, one shard of texts in memory at a time."""
+def _progress(texts: Iterable[str], total: int, description: str) -> Iterator[str]:
+    """`texts`, counted by a progress bar in documents per second."""
+    with tqdm(texts, total=total, unit=" documents", desc=description, mininterval=2) as progress:
+        yield from progress
+
+
+def collect_stats(store: DocumentStore, num_workers: int = 1) -> CorpusStats:
+    """First pass over the corpus: document frequencies and lengths of the full texts, streamed from the store."""
     stats = CorpusStats()
-    for start, texts in store.iter_slices(shard_size):
-        stats.add_documents(iter_token_lists(texts, num_workers))
-        logger.info("counted statistics of documents %d..%d", start, start + len(texts) - 1)
+    stats.add_documents(iter_token_lists(_progress(store.iter_texts(), len(store), "counting statistics"),
+                                         num_workers))
+    logger.info("counted the statistics of %d documents (%d terms)", stats.num_documents, len(stats.doc_freqs))
     return stats
 
 
-def _load_or_collect_stats(store: DocumentStore, output_dir: Path, shard_size: int, num_workers: int) -> CorpusStats:
+def _load_or_collect_stats(store: DocumentStore, output_dir: Path, num_workers: int) -> CorpusStats:
     stats_path = output_dir / STATS_FILE
     if stats_path.exists():
         with open(stats_path, "rb") as handle:
             return pickle.load(handle)
-    stats = collect_stats(store, shard_size, num_workers)
+    stats = collect_stats(store, num_workers)
     partial = stats_path.with_name(STATS_FILE + ".partial")
     with open(partial, "wb") as handle:
         pickle.dump(stats, handle, protocol=pickle.HIGHEST_PROTOCOL)
@@ -59,29 +68,32 @@ def build_sharded_index(
     scoring: str = "lucene",
     k1: float | None = None,
     b: float | None = None,
-    dtype: str = "float64",
+    dtype: str = "float32",
     num_workers: int = 1,
 ) -> "ShardedBM25Index":
-    """Index every document of `store` into `output_dir`, shard by shard (bounded memory), resumably: finished
-    shards and the corpus statistics are kept, and each shard appears only once complete (written, then renamed).
+    """Index the full text of every document of `store` into `output_dir`, shard by shard (bounded memory),
+    resumably: finished shards and the corpus statistics are kept, and each shard appears only once complete
+    (written, then renamed).
     """
     output_dir = Path(output_dir)
     output_dir.mkdir(parents=True, exist_ok=True)
     params = scoring_parameters(scoring, k1, b)
-    stats = _load_or_collect_stats(store, output_dir, shard_size, num_workers)
+    stats = _load_or_collect_stats(store, output_dir, num_workers)
     size = stats.size(params.get("epsilon", 0.25))
     shards = []
-    for number, (start, texts) in enumerate(store.iter_slices(shard_size)):
+    ranges = list(store.shard_ranges(shard_size))
+    for number, (start, stop) in enumerate(ranges):
         shard_dir = output_dir / f"shard_{number:05d}"
         if not shard_dir.exists():
             partial = output_dir / f"shard_{number:05d}.partial"
             shutil.rmtree(partial, ignore_errors=True)
+            texts = _progress(store.iter_texts(start, stop), stop - start, f"indexing shard {number + 1}/{len(ranges)}")
             index = BM25Index.build(texts, backend="bm25s", scoring=scoring, k1=params["k1"], b=params["b"],
                                     size=size, term_doc_freq=stats.doc_freqs, dtype=dtype, num_workers=num_workers)
             index.save(partial)
             os.replace(partial, shard_dir)
-            logger.info("indexed shard %d (documents %d..%d)", number, start, start + len(texts) - 1)
-        shards.append({"path": shard_dir.name, "offset": start, "num_documents": len(texts)})
+            logger.info("indexed shard %d (documents %d..%d)", number, start, stop - 1)
+        shards.append({"path": shard_dir.name, "offset": start, "num_documents": stop - start})
     manifest = {"scoring": scoring, "params": params, "num_documents": len(store), "shards": shards}
     (output_dir / SHARDS_FILE).write_text(json.dumps(manifest, indent=2))
     return ShardedBM25Index.load(output_dir)
@@ -121,3 +133,44 @@ def open_index(path: str | Path, *, mmap: bool = True) -> BM25Index | ShardedBM2
     if (path / SHARDS_FILE).exists():
         return ShardedBM25Index.load(path, mmap=mmap)
     return BM25Index.load(path, mmap=mmap)
+
+
+_worker_index = None  # the index each search worker process opened
+
+
+def _open_worker_index(path: str) -> None:
+    global _worker_index
+    _worker_index = open_index(path)
+
+
+def _search_in_worker(job: tuple[list[str], int]) -> list[Hits]:
+    queries, k = job
+    return _worker_index.search(queries, k)
+
+
+class ParallelSearch:
+    """A saved index searched by `num_workers` processes, with the same `search` interface as `BM25Index`.
+
+    Each worker opens the index once; its score matrices are memory-mapped, so all workers share one copy in the
+    page cache. Queries go to the workers in chunks and come back in order: the hits equal a serial search's.
+    """
+
+    def __init__(self, path: str | Path, num_workers: int, *, chunk_size: int = 32):
+        self.chunk_size = chunk_size
+        self.pool = get_context("spawn").Pool(num_workers, initializer=_open_worker_index, initargs=(str(path),))
+
+    def search(self, queries: Sequence[str], k: int = 30) -> list[Hits]:
+        if isinstance(queries, str):
+            raise TypeError("search takes a list of query texts, not one string")
+        jobs = [(list(queries[start : start + self.chunk_size]), k) for start in range(0, len(queries), self.chunk_size)]
+        return [hits for chunk in self.pool.map(_search_in_worker, jobs) for hits in chunk]
+
+    def close(self) -> None:
+        self.pool.close()
+        self.pool.join()
+
+    def __enter__(self) -> "ParallelSearch":
+        return self
+
+    def __exit__(self, *exc_info) -> None:
+        self.close()
