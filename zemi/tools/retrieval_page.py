@@ -247,14 +247,14 @@ ol.docs li { display: grid; grid-template-columns: 6.5em 1fr; border-top: 1px so
 __OVERVIEW__
 <p class="note"><b>Gold answer in the top k documents</b>: the share of the split's examples (all of them, not only
 those shown below) whose gold target, lower-cased and stripped of surrounding punctuation, appears as whole words
-(case-insensitive) in one of its first k documents (k = __TOP_K__); — where fewer than k documents are stored per
+(case-insensitive) in one of its first k documents (k = __TOP_K__); “—”: fewer than k documents are stored per
 example. <b>Histogram</b>: each example's best document score, hover a bar for its range. Click a row to browse it.</p>
 <h2>Browse</h2>
 <div id="controls">
 <label>Task <select id="task"></select></label>
 <label>Split <select id="split"></select></label>
 <label>Show <select id="kind"></select></label>
-<input id="search" type="search" placeholder="filter: words in the input, target or documents" aria-label="filter">
+<input id="search" type="search" placeholder="filter: words in input, target, documents" aria-label="filter">
 <span id="count"></span>
 </div>
 <p class="legend">Highlights: <mark class="query">a word of the input</mark> (common words like “the” aside)

@@ -1,0 +1,16 @@
+#!/usr/bin/env bash
+# Rewrite the committed demo visualization (this folder) from scratch: build the embedded demo's 30aug data as
+# training/demo.sh does, into a temporary folder (the repository's output/ is left alone), then visualize it here.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+export ZEMI_PRESET=demo ZEMI_QUIET=1
+source ./SETUP_ENV.sh
+data=$(mktemp -d)
+trap 'rm -rf "$data"' EXIT
+
+# shellcheck disable=SC2086
+"$PYTHON" -m zemi.data.build --tasks $(printf "$DATA_ROOT/demo/tasks/%s " $TRAIN_MIXTURE $EVAL_TASKS) \
+    --corpus "$DATA_ROOT/demo/corpus.jsonl.gz" --output "$data/30aug" \
+    --documents_per_example "${DEMO_DOCUMENTS_PER_EXAMPLE:-5}" ${DEMO_BUILD_ARGS:-}
+"$PYTHON" -m zemi.visualize_retrieval --data_root "$data/30aug" --output visualization \
+    --title "the embedded demo (data/demo: WordNet corpus and tasks)"
