@@ -118,8 +118,9 @@ def browser(built, tmp_path_factory):
 
 
 def shown_indices(browser) -> list[int]:
-    return browser.evaluate("[...document.querySelectorAll('article.instance')].filter(a => !a.hidden)"
-                            ".map(a => Number(a.dataset.index))")
+    """The examples actually laid out on the page (a hidden one has no box)."""
+    return browser.evaluate("[...document.querySelectorAll('article.instance')].filter(a => a.getClientRects()"
+                            ".length).map(a => Number(a.dataset.index))")
 
 
 def search_for(browser, text: str) -> None:
@@ -177,7 +178,7 @@ def test_gold_answer_and_query_words_are_highlighted_where_python_finds_them(bro
         for document, (gold, query) in zip(item.documents, documents, strict=True):
             expected_gold = [] if pattern is None else [m.group() for m in pattern.finditer(document.text)]
             assert "".join(gold) == "".join(expected_gold)
-            assert all(piece.lower() in " ".join(words) for piece in query)
+            assert query == [m.group() for m in re.finditer(r"\w+", document.text) if m.group().lower() in words]
             gold_found += bool(gold)
     assert gold_found, "the fixture should have some answers inside documents"
     assert browser.evaluate("document.querySelectorAll('article.instance mark.query').length") > 0
@@ -204,3 +205,24 @@ def test_top_k_table_says_what_python_computed(browser, built):
                 expected.append([short_name, k, str(hits), str(total), f"{100 * hits / total:.0f}%{hits}/{total}"])
     assert cells == expected
     assert any(cell[2] is not None and cell[2] != "0" for cell in cells)
+
+
+def test_the_committed_demo_page_opens_and_shows_its_summaries(tmp_path):
+    """visualization/index.html as committed: it runs without errors and its table is its summaries/ files."""
+    folder = REPO / "visualization"
+    chromium = Chromium(tmp_path / "profile")
+    try:
+        chromium.open((folder / "index.html").as_uri())
+        assert chromium.evaluate("document.querySelectorAll('article.instance').length") > 0
+        assert not [event for event in chromium.events if event["method"] == "Runtime.exceptionThrown"]
+        cells = chromium.evaluate("[...document.querySelectorAll('#overview td[data-k]')].map(td => [td.closest('tr')"
+                                  ".dataset.task, td.closest('tr').dataset.split, Number(td.dataset.k),"
+                                  " td.dataset.hits === undefined ? null : Number(td.dataset.hits)])")
+        chromium.screenshot(tmp_path / "demo.png", full_page=False)
+    finally:
+        chromium.close()
+    expected = [[path.stem, split, int(k), hits]
+                for path in sorted((folder / "summaries").glob("*.json"))
+                for split, summary in json.loads(path.read_text()).items()
+                for k, hits in summary["answer_in_top"].items()]
+    assert cells == expected
