@@ -238,6 +238,7 @@ pre { white-space: pre-wrap; font: inherit; background: #f7f7f7; padding: .3em .
 ol.docs { list-style: none; padding: 0; margin: 0; }
 ol.docs li { display: grid; grid-template-columns: 6.5em 1fr; border-top: 1px solid #eee; padding: .25em 0; }
 .rank { font-size: 85%; color: #666; font-variant-numeric: tabular-nums; }
+ol.docs .text { white-space: pre-line; }  /* C4 documents keep their newlines */
 #empty { color: #777; font-style: italic; }
 </style></head><body>
 <h1>What BM25 retrieved</h1>

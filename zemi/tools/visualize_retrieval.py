@@ -34,6 +34,9 @@ DOCUMENTS_LINE = "#### Retrieved Documents ####"
 DOCUMENT_END = "########"
 SUMMARY_DIR = "summaries"
 _HEADER_PATTERN = re.compile(r"^======= Instance Index (\d+) =========$", re.MULTILINE)
+# A document ends at a marker line followed by the next document's "Rank:" or by the instance's end: C4 texts keep
+# their newlines (the authors' 256-word cut splits on spaces only), and a line of "#"s inside one stays text.
+_DOCUMENT_END_PATTERN = re.compile(rf"\n{DOCUMENT_END}(?=\nRank: |$)")
 
 
 @dataclass
@@ -80,8 +83,7 @@ def _parse_body(index: int, body: str) -> Instance:
         raise ValueError(f"instance {index}: expected 'Input Text:' ... and a closing blank line")
     input_text, rest = body[len("Input Text: ") : -2].split("\nTarget Text: ", 1)
     target_text, documents = rest.split(f"\n{DOCUMENTS_LINE}", 1)
-    # Document texts are single lines (the 256-word cut joins words with spaces), so the end marker is unambiguous.
-    blocks = documents.split(f"\n{DOCUMENT_END}")
+    blocks = _DOCUMENT_END_PATTERN.split(documents)
     if blocks[-1]:
         raise ValueError(f"instance {index}: text after the last {DOCUMENT_END!r} line")
     parsed = [_parse_document(block.removeprefix("\n")) for block in blocks[:-1]]
