@@ -141,7 +141,8 @@ def test_filter_shows_only_matching_examples_and_marks_the_words(browser, built,
     # The page opens on the first task, split and kind: the train split's first examples.
     instances = vis.parse_instances((built[1] / "first50_retrieval_instances" / "retrieval_vis_train__wordnet_acts.txt")
                                     .read_text())
-    assert browser.evaluate("['task', 'split', 'kind'].map(id => document.getElementById(id).value)") == ["wordnet_acts", "train", "first"]
+    selected = browser.evaluate("['task', 'split', 'kind'].map(id => document.getElementById(id).value)")
+    assert selected == ["wordnet_acts", "train", "first"]
 
     def text_of(item):
         return "\n".join([item.input_text, item.target_text, *(doc.text for doc in item.documents)]).lower()
@@ -194,7 +195,7 @@ def test_top_k_table_says_what_python_computed(browser, built):
     expected = []
     for short_name, split_name in (("train", "train"), ("eval", "validation")):
         summary = retrieval_page.summarize_split(
-            (row["targets_pretokenized"], [(doc["score"], doc["inputs_pretokenized"]) for doc in row["chosen_examples"]])
+            (row["targets_pretokenized"], [(d["score"], d["inputs_pretokenized"]) for d in row["chosen_examples"]])
             for row in splits[split_name])
         for k in retrieval_page.TOP_K:
             hits = summary.answer_in_top[k]

@@ -184,7 +184,8 @@ def overview_table(summaries: dict[str, dict[str, SplitSummary]], top_k: Sequenc
             scores = (f'<span class="axis">{edges[0]:.1f}</span>{svg_histogram(summary.best_score)}'
                       f'<span class="axis">{edges[-1]:.1f}</span><small>median {median:.1f}</small>'
                       if edges else '<small>no documents</small>')
-            rows.append(f'<tr data-task="{html.escape(task)}" data-split="{split}" title="browse {html.escape(task)} ({split})">{task_cell}'
+            name = html.escape(task)
+            rows.append(f'<tr data-task="{name}" data-split="{split}" title="browse {name} ({split})">{task_cell}'
                         f'<td>{split}</td><td class="num">{summary.num_examples}</td>'
                         f'{"".join(_top_k_cell(k, summary) for k in top_k)}<td class="scores">{scores}</td></tr>')
     return (f'<table id="overview"><thead><tr><th rowspan="2">task</th><th rowspan="2">split</th>'
@@ -295,7 +296,8 @@ function filterWords() {
     .map(w => new RegExp(w.replace(/[.*+?^${}()|[\\]\\\\]/g, "\\\\$&"), "giu"));
 }
 function found(text, words) {
-  return words.flatMap(w => [...text.matchAll(w)].filter(m => m[0]).map(m => [m.index, m.index + m[0].length, "search"]));
+  return words.flatMap(w => [...text.matchAll(w)].filter(m => m[0])
+    .map(m => [m.index, m.index + m[0].length, "search"]));
 }
 function tagged(spans, name) { return spans.map(([a, b]) => [a, b, name]); }
 
@@ -307,11 +309,12 @@ function card(inst, words) {
     element("span", "rank", "#" + d.rank + " · " + d.score.toFixed(2)),
     element("span", "text", marked(d.text, [...tagged(d.query, "query"), ...tagged(d.gold, "gold"),
                                             ...found(d.text, words)])))));
-  const io = element("div", "io",
-    element("div", "", element("span", "label", "input"), element("pre", "", marked(inst.input_text, found(inst.input_text, words)))),
-    element("div", "", element("span", "label", "target"), element("pre", "", marked(inst.target_text, found(inst.target_text, words)))));
+  const field = (label, text) => element("div", "", element("span", "label", label),
+                                         element("pre", "", marked(text, found(text, words))));
+  const io = element("div", "io", field("input", inst.input_text), field("target", inst.target_text));
   const node = element("article", "instance",
-    element("header", "", element("b", "", "Example " + inst.index), element("small", "", "best score " + best), answer),
+    element("header", "", element("b", "", "Example " + inst.index), element("small", "", "best score " + best),
+            answer),
     io, docs);
   node.dataset.index = inst.index;
   return node;
@@ -329,7 +332,8 @@ function show() {
   const shown = cards.filter(c => !c.hidden).length;
   list.replaceChildren(...cards, ...(shown ? [] : [element("p", "", "No example matches the filter.")]));
   if (!shown) list.lastChild.id = "empty";
-  count.textContent = words.length ? shown + " of " + instances.length + " examples match" : instances.length + " examples";
+  count.textContent = words.length ? shown + " of " + instances.length + " examples match"
+                                   : instances.length + " examples";
   for (const row of document.querySelectorAll("#overview tbody tr"))
     row.classList.toggle("current", row.dataset.task === task.value && row.dataset.split === split.value);
 }
