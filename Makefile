@@ -9,7 +9,7 @@ PIP_TORCH_ARGS ?=
 PYTEST_ARGS ?=
 STAMP := $(VENV)/.installed
 
-.PHONY: install test demo clean-venv
+.PHONY: install test test-fast demo clean-venv
 
 install: $(STAMP)
 
@@ -22,8 +22,13 @@ $(STAMP): requirements.txt pyproject.toml
 	$(PY) -m pip install -q --no-deps --no-build-isolation -e .
 	touch $(STAMP)
 
+# Everything CI runs (the unit and e2e tiers).
 test: $(STAMP)
 	$(PY) -m pytest $(PYTEST_ARGS)
+
+# The unit tier only: about a minute.
+test-fast: $(STAMP)
+	$(PY) -m pytest -m unit $(PYTEST_ARGS)
 
 demo: $(STAMP)
 	bash ./training/demo.sh

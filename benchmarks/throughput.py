@@ -31,9 +31,10 @@ from transformers import T5Config
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from zemi.evaluation import rank_choices, rank_choices_reencoding  # noqa: E402
-from zemi.modeling_t5 import PerceiverXattnConfig, model_from_config, model_inputs  # noqa: E402
-from zemi.training import make_optimizer, parameter_groups, token_loss_sum  # noqa: E402
+from zemi.run.evaluation import rank_choices, rank_choices_reencoding  # noqa: E402
+from zemi.models.modeling_t5 import PerceiverXattnConfig, model_from_config, model_inputs  # noqa: E402
+from zemi.run.optim import make_optimizer, parameter_groups  # noqa: E402
+from zemi.run.loss import loss_on  # noqa: E402
 
 REFERENCE_KEYS = Path(__file__).resolve().parents[1] / "tests" / "fixtures" / "original_state_dict_keys.json"
 METHODS = {"no_aug": "T5", "concat": "T5", "fid": "FiD", "zemi": "SharedEncoderDecoder_MultiAug"}
@@ -110,7 +111,7 @@ def real_batch(method: str, args, fusion: PerceiverXattnConfig, batch: int, devi
     from zemi.data.collate import Collator
     from zemi.data.mixture import load_eval_templates, load_training_mixture
     from zemi.data.processing import Featurizer, MaxLengths
-    from zemi.method import text_rules
+    from zemi.run.method import text_rules
 
     tokenizer = AutoTokenizer.from_pretrained(args.tokenizer)
     rules = text_rules(METHODS[method], fusion, concat_aug_num=5 if method == "concat" else 0,
@@ -159,10 +160,9 @@ def train_step_fn(model, mode: Mode, device):
 
     def step(batch):
         with autocast(mode, device):
-            if mode.fast:
-                logits = forward(**model_inputs(batch), decoder_input_ids=model._shift_right(batch["labels"]),
-                                 use_cache=False).logits
-                loss = token_loss_sum(logits, batch["labels"]) / (batch["labels"] != -100).sum()
+            if mode.fast:  # the training loop's objective: summed token loss over the batch's target tokens
+                summed, tokens = loss_on(forward, batch)
+                loss = summed.sum() / tokens.sum()
             else:
                 loss = forward(**model_inputs(batch), labels=batch["labels"]).loss
         loss.backward()

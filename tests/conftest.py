@@ -3,31 +3,41 @@
 from __future__ import annotations
 
 import json
+import sys
 from pathlib import Path
 
 import pytest
 import torch
-from transformers import T5Config
 
-from zemi.modeling_t5 import PerceiverXattnConfig, T5WithOwnLMHead
+from tests.helpers import TINY_PERCEIVER, tiny_t5_config
+from zemi.modeling_t5 import T5WithOwnLMHead
 
 FIXTURES = Path(__file__).parent / "fixtures"
+REPO = Path(__file__).resolve().parent.parent
+# The demo's asset builders live beside their data, outside the installed package.
+sys.path.insert(0, str(REPO / "data" / "demo"))
 
 
-def tiny_t5_config(**overrides) -> T5Config:
-    values = dict(
-        vocab_size=96, d_model=32, d_ff=48, d_kv=8, num_heads=4, num_layers=2, num_decoder_layers=2,
-        feed_forward_proj="gated-gelu", tie_word_embeddings=False, decoder_start_token_id=0,
-        pad_token_id=0, eos_token_id=1, dropout_rate=0.1,
-    )
-    values.update(overrides)
-    return T5Config(**values)
+TIERS = ("unit", "e2e", "gpu")
 
 
-def tiny_perceiver_config(**overrides) -> PerceiverXattnConfig:
-    values = dict(dim=32, depth=1, dim_head=8, heads=2, num_latents=4, num_aug_sources=5, ff_mult=2, xattn_ff_mult=2)
-    values.update(overrides)
-    return PerceiverXattnConfig(**values)
+def pytest_collection_modifyitems(config, items):
+    """A test without a tier mark is e2e; gpu tests are skipped without CUDA."""
+    cuda = torch.cuda.is_available()
+    for item in items:
+        if not any(item.get_closest_marker(tier) for tier in TIERS):
+            item.add_marker(pytest.mark.e2e)
+        if item.get_closest_marker("gpu") and not cuda:
+            item.add_marker(pytest.mark.skip(reason="needs a CUDA device"))
+
+
+@pytest.fixture(scope="module")
+def one_thread():
+    """Tiny models run in milliseconds on one thread; on a busy 2-core machine more threads mostly wait."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
 
 
 @pytest.fixture(scope="session")
@@ -52,9 +62,6 @@ import datasets  # noqa: E402
 from tests.fixture_data import build_backbone, write_tiny_30aug  # noqa: E402
 
 datasets.disable_progress_bars()
-TINY_PERCEIVER = dict(dim=32, depth=1, dim_head=8, heads=2, num_latents=4, num_aug_sources=5, ff_mult=2,
-                      xattn_ff_mult=2, freeze_lm=False, cross_attn_every=1, only_attend_immediate_media=False,
-                      num_xattn_layers=1)
 
 
 @pytest.fixture(scope="session")

@@ -19,7 +19,7 @@ def run_benchmark(*args: str) -> dict:
     return json.loads(done.stdout)
 
 
-@pytest.mark.slow
+@pytest.mark.e2e
 def test_tiny_cpu_benchmark_reports_both_modes_of_all_four_methods():
     report = run_benchmark()
     assert report["device"].startswith("cpu") and report["config"] == "tiny"
@@ -37,7 +37,7 @@ def test_tiny_cpu_benchmark_reports_both_modes_of_all_four_methods():
             entry["fast"]["eval_examples_per_s"] / entry["reference"]["eval_examples_per_s"])
 
 
-@pytest.mark.slow
+@pytest.mark.e2e
 def test_benchmark_on_real_examples_of_a_30aug_root(data_root, backbone_dir):
     report = run_benchmark("--methods", "zemi", "--steps", "1", "--data_root", str(data_root), "--tokenizer",
                            str(backbone_dir), "--train_tasks", "animal_colors", "animal_homes",

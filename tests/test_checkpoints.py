@@ -8,78 +8,23 @@ from __future__ import annotations
 
 import hashlib
 import json
-import logging
 import os
 import pickle
 import subprocess
 import sys
-from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
 import torch
 from safetensors.torch import load_file, save_file
 
-from tests.conftest import TINY_PERCEIVER, tiny_t5_config
-from tests.test_training_smoke import REPO, subprocess_env
-from zemi import eval_original_task_only_xattn
-from zemi.checkpoints import CheckpointReadError, RunDirectory, recover_interrupted_writes, save_model_atomic
+from tests.helpers import REPO, TINY_PERCEIVER, ZEMI, evaluate, logged, subprocess_env, tiny_t5_config, write_run_dir
+from zemi.io import recover_interrupted_writes
+from zemi.models.checkpoint_files import CheckpointReadError
+from zemi.run.run_directory import RunDirectory, save_model_atomic
 from zemi.modeling_t5 import CheckpointMismatchError, T5WithOwnLMHead, build_model, load_original_checkpoint
 
-ZEMI = "SharedEncoderDecoder_MultiAug"
-
-
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    """Tiny models run in milliseconds on one thread; on a busy 2-core machine more threads mostly wait."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
-def write_run_dir(path: Path, backbone: Path, *, architecture: str = "T5", steps=(1,), file_form: bool = False,
-                  perceiver: dict | None = None) -> Path:
-    """A run directory as training (directories) or the authors' downloads (`torch.save` files) leave it."""
-    path.mkdir(parents=True)
-    args = {"lm_name": str(backbone), "model_architecture": architecture, "max_length": 48, "aug_max_length": 24,
-            "target_max_length": 8}
-    (path / "args.json").write_text(json.dumps(args))
-    if perceiver is not None:
-        (path / "perceiver_config.json").write_text(json.dumps(perceiver))
-    for step in steps:
-        torch.manual_seed(step)
-        model = build_model(architecture, backbone, perceiver)
-        if file_form:
-            torch.save(model.state_dict(), path / f"step_{step}")
-        else:
-            model.save_pretrained(path / f"step_{step}")
-    return path
-
-
-def evaluate(run_dir: Path, data_root: Path, output_dir: Path, step: int = -1) -> dict:
-    paths = [str(p) for p in sorted((data_root / "weather_effect").iterdir())]
-    eval_original_task_only_xattn.main(["--processed_dataset_paths", *paths, "--model_name_or_path", str(run_dir),
-                                        "--saved_model_step", str(step), "--output_dir", str(output_dir),
-                                        "--per_device_eval_batch_size", "6"])
-    return json.loads((output_dir / "results.json").read_text())
-
-
-@contextmanager
-def logged(name: str, level: int = logging.WARNING):
-    """Messages logged to `name` inside the block (the suite runs with -p no:logging, so without caplog)."""
-    messages: list[str] = []
-    handler = logging.Handler(level)
-    handler.emit = lambda record: messages.append(record.getMessage())
-    target = logging.getLogger(name)
-    old_level = target.level
-    target.addHandler(handler)
-    target.setLevel(min(level, target.getEffectiveLevel()))
-    try:
-        yield messages
-    finally:
-        target.removeHandler(handler)
-        target.setLevel(old_level)
+pytestmark = pytest.mark.usefixtures("one_thread")  # tiny models: one thread is fastest
 
 
 class RunsCode:
@@ -130,7 +75,7 @@ def test_unreadable_checkpoints_are_named_and_skipped_by_the_sweep(tmp_path, bac
                     ours: {2: "truncated or corrupt", 3: "config.json", 4: "not a complete checkpoint"}}
     expected_good = {authors: {10, 50}, ours: {1, 5}}
     for run_dir in (authors, ours):
-        with logged("zemi.evaluation") as warnings:
+        with logged("zemi.run.evaluation") as warnings:
             results = evaluate(run_dir, data_root, tmp_path / "eval" / run_dir.name)
         assert {row["step"] for row in results["results"]} == expected_good[run_dir]
         skipped = {entry["step"]: entry for entry in results["skipped_checkpoints"]}
@@ -204,7 +149,8 @@ def test_a_directory_may_hold_the_weights_transformers_knowingly_drops_but_nothi
 FULL_DISK = """
 import resource, sys
 from pathlib import Path
-from zemi.checkpoints import save_model_atomic, write_json_atomic
+from zemi.io import write_json_atomic
+from zemi.run.run_directory import save_model_atomic
 from zemi.modeling_t5 import T5WithOwnLMHead
 
 run, limit = Path(sys.argv[1]), int(sys.argv[2])

@@ -10,11 +10,11 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import TINY_PERCEIVER
-from tests.test_checkpoints import one_thread, ZEMI, write_run_dir  # noqa: F401 (one_thread: autouse)
-from tests.test_training_smoke import common_flags, method_flags
+from tests.helpers import TINY_PERCEIVER, ZEMI, common_flags, method_flags, write_run_dir
 from zemi import eval_original_task_only_xattn, multi_task_fine_tune_baseline, multi_task_fine_tune_xattn
 from zemi.data.validation import DataError
+
+pytestmark = pytest.mark.usefixtures("one_thread")  # tiny models: one thread is fastest
 
 TRAIN_ERRORS = [
     (["--model_architecture", "SharedEncoderDecoder_Multi"], r"--model_architecture 'SharedEncoderDecoder_Multi' is "
@@ -27,7 +27,7 @@ TRAIN_ERRORS = [
     (["--num_train_epochs", "0"], "--num_train_epochs must be a positive integer"),
     (["--gradient_accumulation_steps", "0"], "--gradient_accumulation_steps must be a positive integer"),
     (["--max_train_steps", "0"], "--max_train_steps must be positive"),
-    (["--checkpointing_steps", "0"], "--checkpointing_steps must be positive"),
+    (["--checkpointing_steps", "-1"], "--checkpointing_steps must be >= 0"),
     (["--sample_n", "0"], r"--sample_n must be -1 \(all templates\) or a positive number, got 0"),
     (["--fit_aug_num", "0"], r"--fit_aug_num must be -1 \(off\) or a positive number"),
     (["--num_shots", "0"], "--num_shots must be a positive number of examples per template"),

@@ -11,9 +11,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from transformers import AutoTokenizer, T5ForConditionalGeneration
 
-from zemi.demo import pretrain
-from zemi.demo.corpus import write_jsonl_gz
-from zemi.demo.tokenizer import BACKBONE_DIR
+from demo_builders import pretrain
+from demo_builders.corpus import write_jsonl_gz
+from demo_builders.tokenizer import BACKBONE_DIR
 
 SENTINELS = list(range(7999, 7899, -1))
 

@@ -8,8 +8,8 @@ import random
 import pytest
 
 from zemi.data.tasks import apply_template, load_custom_task, load_raw_splits, load_templates
-from zemi.demo import tasks
-from zemi.demo.corpus import read_corpus
+from demo_builders import tasks
+from demo_builders.corpus import read_corpus
 
 MIXTURE = json.loads((tasks.TASKS_DIR / "mixture.json").read_text())
 ALL_TASKS = MIXTURE["train"] + MIXTURE["eval"]

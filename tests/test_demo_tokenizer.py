@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 from transformers import AutoTokenizer
 
-from zemi.demo import tokenizer as demo_tokenizer
-from zemi.demo.corpus import read_corpus
+from demo_builders import tokenizer as demo_tokenizer
+from demo_builders.corpus import read_corpus
 
 
 @pytest.fixture(scope="module")

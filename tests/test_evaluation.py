@@ -7,11 +7,11 @@ import torch
 from transformers import AutoTokenizer
 from transformers.modeling_outputs import BaseModelOutput
 
-from tests.conftest import tiny_perceiver_config
+from tests.helpers import tiny_perceiver_config
 from zemi.data.collate import Collator
 from zemi.data.mixture import load_eval_templates
 from zemi.data.processing import Featurizer, MaxLengths, TextRules
-from zemi.evaluation import _best_choice, _choice_scores, rank_choices, rank_choices_reencoding
+from zemi.run.evaluation import _best_choice, _choice_scores, rank_choices, rank_choices_reencoding
 from zemi.modeling_t5 import T5ForConditionalGenerationMultiAug, build_model, model_inputs
 
 RULES = {

@@ -13,10 +13,11 @@ import torch
 from safetensors import safe_open
 from safetensors.torch import load_file
 
-from tests.test_checkpoints import one_thread  # noqa: F401 (autouse: in-process evaluation on one thread)
-from tests.test_training_smoke import (STEPS_PER_EPOCH, common_flags, final_weights, method_flags, read_csv,
-                                       run_module, subprocess_env)
+from tests.helpers import (STEPS_PER_EPOCH, common_flags, final_weights, method_flags, read_csv, run_module,
+                           subprocess_env)
 from zemi import eval_original_task_only_xattn
+
+pytestmark = pytest.mark.usefixtures("one_thread")  # tiny models: one thread is fastest
 
 LAST_STEP = 2 * STEPS_PER_EPOCH
 CHECKPOINTING_STEPS = 4  # resumable state at steps 4, 8, ..., and at every epoch end
@@ -77,7 +78,7 @@ def assert_complete_and_as_in_reference(run_dir: Path, reference_dir: Path, name
         assert (state_dir / "optimizer.bin").stat().st_size > 0
 
 
-@pytest.mark.slow
+@pytest.mark.e2e
 @pytest.mark.parametrize("kill_point", list(KILL_POINTS))
 def test_a_run_killed_and_resumed_equals_an_uninterrupted_one(kill_point, reference, tmp_path, backbone_dir,
                                                               data_root, perceiver_json):

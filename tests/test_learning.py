@@ -6,9 +6,9 @@ from __future__ import annotations
 
 import torch
 
-from tests.conftest import tiny_perceiver_config, tiny_t5_config
+from tests.helpers import tiny_perceiver_config, tiny_t5_config
 from zemi.modeling_t5 import T5ForConditionalGenerationMultiAug
-from zemi.training import parameter_groups
+from zemi.run.optim import parameter_groups
 
 LOW, HIGH = 10, 90  # token ids used; chance accuracy is 1 / 80
 

@@ -6,7 +6,7 @@ import pytest
 import torch
 from transformers import T5Config
 
-from tests.conftest import tiny_perceiver_config, tiny_t5_config
+from tests.helpers import random_batch, tiny_perceiver_config, tiny_t5_config
 from zemi.modeling_t5 import (
     ARCHITECTURES,
     CheckpointMismatchError,
@@ -21,26 +21,6 @@ from zemi.modeling_t5 import (
 
 ZEMI = "SharedEncoderDecoder_MultiAug"
 MODEL_ARCHITECTURE = {"zemi": ZEMI, "fid": "FiD", "t5": "T5"}
-
-
-def batch(seed: int = 0, b: int = 3, m: int = 4, la: int = 7, length: int = 9, vocab: int = 96) -> dict:
-    g = torch.Generator().manual_seed(seed)
-    aug_attention_mask = torch.ones(b, m, la, dtype=torch.long)
-    aug_attention_mask[:, :, la - 2 :] = 0  # padded document tokens
-    aug_exist_idx = torch.ones(b, m, dtype=torch.long)
-    aug_exist_idx[1, 2:] = 0  # example 1 has two documents, example 2 has three
-    aug_exist_idx[2, 3:] = 0
-    aug_attention_mask[aug_exist_idx == 0] = 0
-    attention_mask = torch.ones(b, length, dtype=torch.long)
-    attention_mask[0, -3:] = 0
-    return {
-        "input_ids": torch.randint(2, vocab, (b, length), generator=g),
-        "attention_mask": attention_mask,
-        "aug_input_ids": torch.randint(2, vocab, (b, m, la), generator=g),
-        "aug_attention_mask": aug_attention_mask,
-        "aug_exist_idx": aug_exist_idx,
-        "labels": torch.randint(2, vocab, (b, 4), generator=g),
-    }
 
 
 def open_gates(model: T5ForConditionalGenerationMultiAug, value: float = 0.7) -> None:
@@ -96,7 +76,7 @@ def test_committed_perceiver_configs_are_the_published_ones(reference_keys):
 def test_fresh_zemi_equals_its_backbone_bit_for_bit(tiny_t5_dir):
     t5 = T5WithOwnLMHead.from_pretrained(tiny_t5_dir).eval()
     zemi = build_model(ZEMI, tiny_t5_dir, tiny_perceiver_config()).eval()
-    inputs = batch()
+    inputs = random_batch()
     with torch.no_grad():
         plain = t5(input_ids=inputs["input_ids"], attention_mask=inputs["attention_mask"], labels=inputs["labels"])
         fused = zemi(**inputs)
@@ -123,7 +103,7 @@ def test_backbone_weights_are_loaded_and_lm_head_stays_separate(tiny_t5_dir):
 def test_absent_slots_are_ignored_and_present_slots_are_read():
     zemi = tiny_zemi()
     open_gates(zemi)
-    inputs = batch()
+    inputs = random_batch()
     with torch.no_grad():
         reference = zemi(**inputs).logits
         absent = dict(inputs, aug_input_ids=inputs["aug_input_ids"].clone())
@@ -141,7 +121,7 @@ def test_an_example_without_documents_attends_to_its_encoded_padding_slots_like_
     # attends uniformly to the latents of its (padding) slots. Ours skips absent slots only where that changes nothing.
     zemi = tiny_zemi()
     open_gates(zemi)
-    inputs = batch()
+    inputs = random_batch()
     inputs["aug_exist_idx"][1] = 0
     inputs["aug_attention_mask"][1] = 0
     with torch.no_grad():
@@ -161,7 +141,7 @@ def test_an_example_without_documents_attends_to_its_encoded_padding_slots_like_
 def test_dropping_trailing_absent_slots_equals_masking_them():
     zemi = tiny_zemi()
     open_gates(zemi)
-    inputs = batch()
+    inputs = random_batch()
     inputs["aug_exist_idx"][:, 2:] = 0
     inputs["aug_attention_mask"][:, 2:] = 0
     dropped = {k: (v[:, :2] if k.startswith("aug_") else v) for k, v in inputs.items()}
@@ -172,7 +152,7 @@ def test_dropping_trailing_absent_slots_equals_masking_them():
 def test_resampler_ignores_padding_masks_like_the_original():
     zemi = tiny_zemi()
     open_gates(zemi)
-    inputs = batch()
+    inputs = random_batch()
     changed = dict(inputs, aug_input_ids=inputs["aug_input_ids"].clone())
     changed["aug_input_ids"][0, 0, -1] = (changed["aug_input_ids"][0, 0, -1] + 3) % 96  # a padded document token
     with torch.no_grad():
@@ -182,7 +162,7 @@ def test_resampler_ignores_padding_masks_like_the_original():
 def test_fid_is_the_decoder_over_joined_per_document_encoder_states():
     torch.manual_seed(0)
     fid = T5ForConditionalGenerationFiD(tiny_t5_config()).eval()
-    inputs = batch()
+    inputs = random_batch()
     with torch.no_grad():
         logits = fid(**inputs).logits
         b, m, la = inputs["aug_input_ids"].shape
@@ -200,13 +180,13 @@ def test_fid_is_the_decoder_over_joined_per_document_encoder_states():
 
 def test_gradients_reach_the_fusion_modules_and_the_gates():
     zemi = tiny_zemi().train()
-    zemi(**batch()).loss.backward()
+    zemi(**random_batch()).loss.backward()
     block = zemi.xattn_stack[0]
     assert block.attn_gate.grad.abs().item() > 0  # gates at 0 still learn
     assert block.ff_gate.grad.abs().item() > 0
     zemi.zero_grad()
     open_gates(zemi)
-    zemi(**batch()).loss.backward()
+    zemi(**random_batch()).loss.backward()
     for module in (zemi.perceiver_resampler, block.attn, block.ff):
         assert all(p.grad is not None and p.grad.abs().sum() > 0 for p in module.parameters())
     assert zemi.encoder.block[0].layer[0].SelfAttention.q.weight.grad.abs().sum() > 0
@@ -222,7 +202,7 @@ def test_no_tanh_gate_ablation_is_a_plain_residual_block(tiny_t5_dir):
     model = build_model("SharedEncoderDecoder_MultiAug_NoTanhGate", tiny_t5_dir, tiny_perceiver_config()).eval()
     assert not any("gate" in name for name, _ in model.named_parameters())
     t5 = T5WithOwnLMHead.from_pretrained(tiny_t5_dir).eval()
-    inputs = batch()
+    inputs = random_batch()
     with torch.no_grad():
         plain = t5(input_ids=inputs["input_ids"], attention_mask=inputs["attention_mask"], labels=inputs["labels"])
         assert not torch.allclose(model(**inputs).logits, plain.logits, atol=1e-4)
@@ -235,7 +215,7 @@ def test_frozen_aug_encoder_ablation_starts_as_a_frozen_copy(tiny_t5_dir):
         assert torch.equal(a, b), name
     assert not any(p.requires_grad for p in model.aug_encoder.parameters())
     open_gates(model)
-    model.train()(**batch()).loss.backward()
+    model.train()(**random_batch()).loss.backward()
     assert all(p.grad is None for p in model.aug_encoder.parameters())
     assert model.encoder.block[0].layer[0].SelfAttention.q.weight.grad is not None
 
@@ -269,7 +249,7 @@ def test_perceiver_config_rejects_unknown_fields_and_bad_values(tmp_path):
 def test_more_slots_than_slot_embeddings_fails_clearly():
     zemi = tiny_zemi(num_aug_sources=3)
     with pytest.raises(ValueError, match="4 document slots given .* 3 .*--fit_aug_num"):
-        zemi(**batch(m=4))
+        zemi(**random_batch(m=4))
 
 
 # --- save / load / generate ---------------------------------------------------------------------------------------
@@ -285,7 +265,7 @@ def test_save_pretrained_round_trip(tmp_path, architecture):
     assert (tmp_path / "model.safetensors").exists()
     loaded = build_model(architecture, tmp_path).eval()
     assert type(loaded) is type(model)
-    inputs = batch()
+    inputs = random_batch()
     with torch.no_grad():
         assert torch.equal(model(**inputs).logits, loaded(**inputs).logits)
     if isinstance(model, T5ForConditionalGenerationMultiAug):
@@ -301,7 +281,7 @@ def test_published_step_file_round_trip(tmp_path, architecture):
     torch.save(model.state_dict(), tmp_path / "step_100")
     fresh = model_from_config(architecture, tiny_t5_config(), tiny_perceiver_config()).eval()
     load_original_checkpoint(fresh, tmp_path / "step_100")
-    inputs = batch()
+    inputs = random_batch()
     if architecture == "T5":
         inputs = {k: inputs[k] for k in ("input_ids", "attention_mask", "labels")}
     with torch.no_grad():
@@ -325,7 +305,7 @@ def test_generate_with_missing_documents(architecture, num_beams):
     model = model_from_config(architecture, tiny_t5_config(), tiny_perceiver_config()).eval()
     if isinstance(model, T5ForConditionalGenerationMultiAug):
         open_gates(model)
-    inputs = {k: v for k, v in batch().items() if k != "labels"}
+    inputs = {k: v for k, v in random_batch().items() if k != "labels"}
     out = model.generate(**inputs, max_new_tokens=5, num_beams=num_beams, do_sample=False)
     assert out.shape[0] == 3 and 2 <= out.shape[1] <= 6
     # The documents matter: the same call without them differs or fails, and greedy decoding is the argmax.

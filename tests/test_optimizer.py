@@ -6,10 +6,9 @@ from __future__ import annotations
 import pytest
 import torch
 
-from tests.conftest import tiny_perceiver_config, tiny_t5_config
-from tests.test_modeling import batch
+from tests.helpers import random_batch, tiny_perceiver_config, tiny_t5_config
 from zemi.modeling_t5 import T5ForConditionalGenerationFiD, T5ForConditionalGenerationMultiAug
-from zemi.training import parameter_groups
+from zemi.run.optim import parameter_groups
 
 
 def zemi_model() -> T5ForConditionalGenerationMultiAug:
@@ -47,7 +46,7 @@ def test_fusion_rate_moves_the_gates_fast_and_the_backbone_slowly():
     gate = model.xattn_stack[0].attn_gate
     query = model.encoder.block[0].layer[0].SelfAttention.q.weight
     query_before = query.detach().clone()
-    model(**batch()).loss.backward()
+    model(**random_batch()).loss.backward()
     optimizer.step()
     # AdamW's first step moves every weight with a gradient by about its learning rate
     assert gate.detach().abs().max().item() == pytest.approx(0.1, rel=1e-3)

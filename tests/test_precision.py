@@ -11,11 +11,11 @@ from datasets import DatasetDict
 from transformers import AutoTokenizer
 
 from tests.fixture_data import _eval_examples, _template_split
-from tests.test_training_smoke import run_module
+from tests.helpers import run_module
 from zemi.data.collate import Collator
 from zemi.data.mixture import load_eval_templates
 from zemi.data.processing import Featurizer, MaxLengths, TextRules
-from zemi.evaluation import rank_choices, rank_choices_reencoding
+from zemi.run.evaluation import rank_choices, rank_choices_reencoding
 from zemi.modeling_t5 import build_model
 
 
@@ -59,7 +59,7 @@ def predictions(model, template, tokenizer, rank, dtype) -> torch.Tensor:
     return torch.cat(out)
 
 
-@pytest.mark.slow
+@pytest.mark.e2e
 def test_fp32_fast_path_predicts_exactly_like_the_reference_path(trained, large_eval_set):
     tokenizer = AutoTokenizer.from_pretrained(trained)
     step = max(trained.glob("step_*"), key=lambda p: int(p.name.split("_")[1]))
@@ -71,7 +71,7 @@ def test_fp32_fast_path_predicts_exactly_like_the_reference_path(trained, large_
     assert torch.equal(expected, got)
 
 
-@pytest.mark.slow
+@pytest.mark.e2e
 def test_bf16_predictions_agree_with_fp32_on_99_percent(trained, large_eval_set):
     tokenizer = AutoTokenizer.from_pretrained(trained)
     step = max(trained.glob("step_*"), key=lambda p: int(p.name.split("_")[1]))
@@ -82,7 +82,7 @@ def test_bf16_predictions_agree_with_fp32_on_99_percent(trained, large_eval_set)
     assert (fp32 == bf16).float().mean() >= 0.99
 
 
-@pytest.mark.slow
+@pytest.mark.e2e
 def test_bf16_training_loss_stays_within_2_percent_of_fp32(tmp_path, trained, backbone_without_dropout, data_root,
                                                            perceiver_json):
     curves = {}

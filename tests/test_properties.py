@@ -11,13 +11,14 @@ from hypothesis import strategies as st
 from transformers import AutoTokenizer
 from transformers.modeling_outputs import BaseModelOutput
 
-from tests.conftest import tiny_perceiver_config, tiny_t5_config
-from tests.test_checkpoints import one_thread  # noqa: F401 (autouse: tiny models run fastest on one thread)
+from tests.helpers import tiny_perceiver_config, tiny_t5_config
 from tests.fixture_data import ANIMALS, COLORS, FILLER
 from zemi.data.collate import LABEL_PAD, Collator
 from zemi.data.processing import NO_DOCUMENT, Featurizer, MaxLengths, TextRules, build_texts, fold_documents
-from zemi.evaluation import _choice_scores, rank_choices
+from zemi.run.evaluation import _choice_scores, rank_choices
 from zemi.modeling_t5 import model_from_config, model_inputs
+
+pytestmark = pytest.mark.usefixtures("one_thread")  # tiny models: one thread is fastest
 
 PAD, EOS = 0, 1
 FAST = settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])

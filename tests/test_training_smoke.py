@@ -3,78 +3,17 @@ two processes match one; a run killed with SIGKILL resumes to the same weights."
 
 from __future__ import annotations
 
-import csv
 import json
-import os
 import signal
-import socket
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 import torch
-from safetensors.torch import load_file
 
+from tests.helpers import (REPO, STEPS_PER_EPOCH, common_flags, final_weights, launch, method_flags, read_csv,
+                           run_module, subprocess_env)
 from zemi import eval_original_task_only, eval_original_task_only_xattn, multi_task_fine_tune_baseline, \
     multi_task_fine_tune_xattn, report
-
-REPO = Path(__file__).resolve().parents[1]
-STEPS_PER_EPOCH = 18  # 3 templates x 24 examples / batch 4
-
-
-def common_flags(data_root: Path, output_dir: Path, *, batch: int = 4, epochs: int = 2) -> list[str]:
-    return ["--dataset_root_path", str(data_root), "--dataset_dir_names", "animal_colors", "animal_homes",
-            "--sample_n", "2", "--num_train_epochs", str(epochs), "--per_device_train_batch_size", str(batch),
-            "--learning_rate", "3e-3", "--warmup_ratio", "0.1", "--max_length", "48", "--aug_max_length", "24",
-            "--target_max_length", "8", "--output_dir", str(output_dir)]
-
-
-def method_flags(method: str, backbone: Path, perceiver: Path) -> tuple[str, list[str]]:
-    return {
-        "no_aug": ("baseline", ["--model_name_or_path", str(backbone), "--concat_aug_num", "0"]),
-        "concat": ("baseline", ["--model_name_or_path", str(backbone), "--concat_aug_num", "3"]),
-        "fid": ("xattn", ["--model_architecture", "FiD", "--lm_name", str(backbone), "--perceiver_config",
-                          str(perceiver), "--concat_input_at_augmentation"]),
-        "zemi": ("xattn", ["--model_architecture", "SharedEncoderDecoder_MultiAug", "--lm_name", str(backbone),
-                           "--perceiver_config", str(perceiver)]),
-    }[method]
-
-
-def read_csv(path: Path) -> list[dict]:
-    with open(path, newline="") as handle:
-        return list(csv.DictReader(handle))
-
-
-def subprocess_env(**extra: str) -> dict:
-    env = dict(os.environ, PYTHONPATH=str(REPO), TOKENIZERS_PARALLELISM="false", OMP_NUM_THREADS="1", **extra)
-    env.pop("ZEMI_CRASH_AT", None)
-    env.update(extra)
-    return env
-
-
-def free_port() -> str:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return str(s.getsockname()[1])
-
-
-def launch(module: str, args: list[str], *, processes: int = 1, env: dict | None = None, cwd: Path = REPO,
-           script: str | None = None) -> subprocess.CompletedProcess:
-    """`accelerate launch` on CPU. accelerate's --cpu launcher starts one process unless MPI is installed, so CPU
-    process groups go through its torch.distributed launcher (gloo), as training/common.sh does."""
-    target = [script] if script else ["-m", module]
-    mode = ["--multi_gpu"] if processes > 1 else ["--cpu"]
-    command = [sys.executable, "-m", "accelerate.commands.launch", *mode, "--num_processes", str(processes),
-               "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no",
-               "--num_cpu_threads_per_process", "1", "--main_process_port", free_port(), *target, *args]
-    env = dict(env or subprocess_env(), ACCELERATE_USE_CPU="true")
-    return subprocess.run(command, cwd=cwd, env=env, capture_output=True, text=True, timeout=600)
-
-
-def run_module(module: str, args: list[str], *, env: dict | None = None) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", module, *args], cwd=REPO, env=env or subprocess_env(),
-                          capture_output=True, text=True, timeout=600)
 
 
 @pytest.fixture(scope="module")
@@ -89,7 +28,7 @@ def runs(tmp_path_factory, backbone_dir, data_root, perceiver_json) -> dict[str,
     return trained
 
 
-@pytest.mark.slow
+@pytest.mark.e2e
 def test_training_writes_a_complete_run_directory(runs):
     for method, run_dir in runs.items():
         names = {p.name for p in run_dir.iterdir()}
@@ -107,7 +46,7 @@ def test_training_writes_a_complete_run_directory(runs):
         assert not list(run_dir.glob(".*tmp*"))
 
 
-@pytest.mark.slow
+@pytest.mark.e2e
 def test_loss_falls_for_every_method(runs):
     for method, run_dir in runs.items():
         losses = [float(row["loss"]) for row in read_csv(run_dir / "train_log.csv")]
@@ -118,7 +57,7 @@ def test_loss_falls_for_every_method(runs):
         assert dev[1] < dev[0], method
 
 
-@pytest.mark.slow
+@pytest.mark.e2e
 def test_evaluation_and_report_for_all_four_methods(runs, data_root, tmp_path):
     eval_dirs = []
     for method, run_dir in runs.items():
@@ -147,7 +86,7 @@ def test_evaluation_and_report_for_all_four_methods(runs, data_root, tmp_path):
     assert (tmp_path / "report" / "table1.png").read_bytes()[:4] == b"\x89PNG"
 
 
-@pytest.mark.slow
+@pytest.mark.e2e
 def test_the_authors_eval_command_lines_run_unchanged(runs, data_root, tmp_path):
     """Flags of eval/run_eval_finetuned_mixture_xattn.sh, _FiD.sh and _baseline.sh, launched on the script file
     from inside zemi/ as the authors did."""
@@ -168,7 +107,7 @@ def test_the_authors_eval_command_lines_run_unchanged(runs, data_root, tmp_path)
         assert len(json.loads((tmp_path / out / "results.json").read_text())["results"]) == 4
 
 
-@pytest.mark.slow
+@pytest.mark.e2e
 def test_two_processes_follow_the_loss_curve_of_one(tmp_path, backbone_without_dropout, data_root):
     family, flags = method_flags("no_aug", backbone_without_dropout, Path())
     one = launch("zemi.multi_task_fine_tune_baseline", flags + common_flags(data_root, tmp_path / "one", epochs=1))
@@ -183,11 +122,7 @@ def test_two_processes_follow_the_loss_curve_of_one(tmp_path, backbone_without_d
     assert curve_one[-1] < curve_one[0]
 
 
-def final_weights(run_dir: Path) -> dict[str, torch.Tensor]:
-    return load_file(run_dir / f"step_{2 * STEPS_PER_EPOCH}" / "model.safetensors")
-
-
-@pytest.mark.slow
+@pytest.mark.e2e
 def test_sigkill_after_a_mid_epoch_checkpoint_then_resume_gives_the_same_weights(
         tmp_path, backbone_dir, data_root, perceiver_json):
     _, flags = method_flags("zemi", backbone_dir, perceiver_json)
@@ -211,11 +146,11 @@ def test_sigkill_after_a_mid_epoch_checkpoint_then_resume_gives_the_same_weights
     assert read_csv(interrupted / "results.csv") == read_csv(tmp_path / "reference" / "results.csv")
 
 
-@pytest.mark.slow
+@pytest.mark.e2e
 def test_the_authors_checkpoint_layout_evaluates_like_our_run_directory(runs, data_root, tmp_path):
     """The authors' downloads hold `torch.save` state dicts as step_N files (Zemi, FiD) beside args.json and
     perceiver_config.json; the same weights in that layout give the same accuracies as in our run directory."""
-    from zemi.checkpoints import RunDirectory
+    from zemi.run.run_directory import RunDirectory
 
     for method in ("zemi", "fid"):
         ours = RunDirectory.open(runs[method])

@@ -15,7 +15,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from transformers import AutoTokenizer
 
-from tests.test_checkpoints import one_thread, logged, write_run_dir  # noqa: F401 (one_thread: autouse)
+from tests.helpers import logged, write_run_dir
 from zemi import eval_original_task_only
 from zemi.data import build
 from zemi.data.mixture import load_eval_templates, load_training_mixture, scan_eval_templates
@@ -23,7 +23,9 @@ from zemi.data.processing import Featurizer, MaxLengths, TextRules, build_texts
 from zemi.data.tasks import load_custom_task, load_raw_splits, load_templates
 from zemi.data.validation import (EVAL_FIELDS, MAX_DOCUMENT_CHARS, SHORT_DOCUMENT, TRAIN_FIELDS, DataError,
                                   validate_split)
-from zemi.evaluation import GoldNotInChoicesError
+from zemi.run.evaluation import GoldNotInChoicesError
+
+pytestmark = pytest.mark.usefixtures("one_thread")  # tiny models: one thread is fastest
 
 REPO = Path(__file__).resolve().parents[1]
 FIXTURE_TASK = REPO / "tests" / "fixtures" / "retrieval" / "wordnet_acts"

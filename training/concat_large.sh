@@ -1,9 +1,9 @@
 #!/usr/bin/env bash
-# Concat baseline: T5 on the input followed by the top CONCAT_AUG_NUM (5) retrieved documents (t5-large-lm-adapt).
-# Multitask training on the P3 mixture, zero-shot evaluation on the held-out tasks, then the Table 1 report.
-# Settings: SETUP_ENV.sh, each overridable from the environment. SKIP_TRAIN=1 evaluates an existing run directory
-# instead, e.g. the authors' checkpoint placed at output/p3_finetuning/concat_large.
+# Concat: T5 (t5-large-lm-adapt) with the top CONCAT_AUG_NUM documents appended to its input; then zero-shot
+# evaluation and Table 1. Settings: SETUP_ENV.sh (the preset of zemi/run/presets.py), overridable from the environment.
 set -euo pipefail
-cd "$(dirname "$0")/.." && source ./SETUP_ENV.sh && source "$TRAINING_SRC_ROOT/common.sh"
+cd "$(dirname "$0")/.." && source ./SETUP_ENV.sh && source training/common.sh
 
-zemi_run concat large baseline --concat_aug_num "$CONCAT_AUG_NUM"
+zemi_train concat_large baseline "$LM_LARGE" "$BS_LARGE" --concat_aug_num "$CONCAT_AUG_NUM"
+zemi_evaluate concat_large
+zemi_report large "$REPORT_DIR_LARGE"

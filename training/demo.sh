@@ -2,7 +2,7 @@
 # The embedded demo (`make demo`): the whole Zemi pipeline, offline, on a laptop CPU, on real text (WordNet 3.0).
 # 1. BM25 retrieval over the demo corpus builds the demo's 30aug data (finished templates are kept);
 # 2. the same four training/*_base.sh scripts as the paper's reproduction train, evaluate and report, with the demo
-#    preset of SETUP_ENV.sh (ZEMI_PRESET=demo; its recipe is data/demo/settings.sh);
+#    demo preset (ZEMI_PRESET=demo; its recipe is zemi/run/presets.py's DEMO);
 # 3. the retrieval visualization files of the demo data. Table 1: output/demo/table1.md, results.json, table1.png.
 # Rerunning resumes: finished training runs and evaluations are not repeated.
 set -euo pipefail

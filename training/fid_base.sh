@@ -1,10 +1,10 @@
 #!/usr/bin/env bash
-# FiD baseline: each 'input + document' encoded alone, the decoder reads them all (t5-base-lm-adapt).
-# Multitask training on the P3 mixture, zero-shot evaluation on the held-out tasks, then the Table 1 report.
-# Settings: SETUP_ENV.sh, each overridable from the environment. SKIP_TRAIN=1 evaluates an existing run directory
-# instead, e.g. the authors' checkpoint placed at output/p3_finetuning/fid_base.
+# FiD: each document (prefixed with the input) encoded separately by T5 (t5-base-lm-adapt), the decoder reads them all;
+# then zero-shot evaluation and Table 1. Settings: SETUP_ENV.sh (the preset of zemi/run/presets.py).
 set -euo pipefail
-cd "$(dirname "$0")/.." && source ./SETUP_ENV.sh && source "$TRAINING_SRC_ROOT/common.sh"
+cd "$(dirname "$0")/.." && source ./SETUP_ENV.sh && source training/common.sh
 
-zemi_run fid base xattn --model_architecture FiD --perceiver_config "$PERCEIVER_CONFIG_BASE" \
-    --concat_input_at_augmentation
+zemi_train fid_base xattn "$LM_BASE" "$BS_BASE" --model_architecture FiD \
+    --perceiver_config "$PERCEIVER_CONFIG_BASE" --concat_input_at_augmentation
+zemi_evaluate fid_base
+zemi_report base "$REPORT_DIR_BASE"

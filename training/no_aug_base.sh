@@ -1,9 +1,9 @@
 #!/usr/bin/env bash
-# No Aug baseline: plain T5 on the prompted input (t5-base-lm-adapt).
-# Multitask training on the P3 mixture, zero-shot evaluation on the held-out tasks, then the Table 1 report.
-# Settings: SETUP_ENV.sh, each overridable from the environment. SKIP_TRAIN=1 evaluates an existing run directory
-# instead, e.g. the authors' checkpoint placed at output/p3_finetuning/no_aug_base.
+# No Aug: T5 (t5-base-lm-adapt) fine-tuned on the P3 mixture without documents, then zero-shot evaluation and Table 1.
+# Settings: SETUP_ENV.sh (the preset of zemi/run/presets.py), each overridable from the environment.
 set -euo pipefail
-cd "$(dirname "$0")/.." && source ./SETUP_ENV.sh && source "$TRAINING_SRC_ROOT/common.sh"
+cd "$(dirname "$0")/.." && source ./SETUP_ENV.sh && source training/common.sh
 
-zemi_run no_aug base baseline --concat_aug_num 0
+zemi_train no_aug_base baseline "$LM_BASE" "$BS_BASE" --concat_aug_num 0
+zemi_evaluate no_aug_base
+zemi_report base "$REPORT_DIR_BASE"

@@ -1,10 +1,12 @@
 #!/usr/bin/env bash
-# Zemi: T5 + Perceiver resampler + gated cross-attention over the retrieved documents (t5-large-lm-adapt).
-# Multitask training on the P3 mixture, zero-shot evaluation on the held-out tasks, then the Table 1 report.
-# Settings: SETUP_ENV.sh, each overridable from the environment. SKIP_TRAIN=1 evaluates an existing run directory
-# instead, e.g. the authors' checkpoint placed at output/p3_finetuning/zemi_large.
+# Zemi: T5 (t5-large-lm-adapt) + Perceiver resampler + gated cross-attention over the retrieved documents. Multitask
+# training on the P3 mixture, zero-shot evaluation on the held-out tasks, then Table 1. Settings: SETUP_ENV.sh (the
+# preset of zemi/run/presets.py). SKIP_TRAIN=1 evaluates an existing run directory instead, e.g. the authors'
+# checkpoint placed at output/p3_finetuning/zemi_large.
 set -euo pipefail
-cd "$(dirname "$0")/.." && source ./SETUP_ENV.sh && source "$TRAINING_SRC_ROOT/common.sh"
+cd "$(dirname "$0")/.." && source ./SETUP_ENV.sh && source training/common.sh
 
-zemi_run zemi large xattn --model_architecture SharedEncoderDecoder_MultiAug \
+zemi_train zemi_large xattn "$LM_LARGE" "$BS_LARGE" --model_architecture SharedEncoderDecoder_MultiAug \
     --perceiver_config "$PERCEIVER_CONFIG_LARGE"
+zemi_evaluate zemi_large
+zemi_report large "$REPORT_DIR_LARGE"

@@ -11,7 +11,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Sequence
 
-from zemi.training import main as train_main
+from zemi.run.cli import run_entry
+from zemi.run.training import main as train_main
 
 
 def main(argv: Sequence[str] | None = None) -> Path:
@@ -19,4 +20,4 @@ def main(argv: Sequence[str] | None = None) -> Path:
 
 
 if __name__ == "__main__":
-    main()
+    run_entry(main)

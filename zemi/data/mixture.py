@@ -21,10 +21,6 @@ __all__ = ["DataError", "check_schema", "load_training_mixture", "load_eval_temp
 
 logger = logging.getLogger(__name__)
 
-TRAINING_MIXTURE = ("cos_e_v1.11", "cosmos_qa", "dream", "qasc", "quartz", "sciq", "social_i_qa", "wiqa")
-HELD_OUT_TASKS = (
-    "openbookqa_main", "piqa", "super_glue_wic", "super_glue_cb", "super_glue_copa", "rotten_tomatoes", "hellaswag",
-)
 SCORE_EVAL_MARK = "_score_eval"
 SAMPLED_SUFFIX = "_sampled"
 

@@ -15,6 +15,7 @@ import logging
 from dataclasses import dataclass
 from typing import Any, Sequence
 
+from zemi.errors import ConfigError
 from zemi.data.validation import MAX_DOCUMENT_CHARS
 
 logger = logging.getLogger(__name__)
@@ -33,11 +34,11 @@ class TextRules:
 
     def __post_init__(self):
         if self.num_documents < 0 or self.concat_aug_num < 0:
-            raise ValueError("num_documents and concat_aug_num must be >= 0")
+            raise ConfigError("num_documents and concat_aug_num must be >= 0")
         if self.fit_aug_num != -1 and self.fit_aug_num < 1:
-            raise ValueError(f"--fit_aug_num must be -1 (off) or a positive number of documents, got {self.fit_aug_num}")
+            raise ConfigError(f"--fit_aug_num must be -1 (off) or a positive number of documents, got {self.fit_aug_num}")
         if self.num_documents and self.concat_aug_num:
-            raise ValueError("Concat (--concat_aug_num) and separate document slots cannot be combined")
+            raise ConfigError("Concat (--concat_aug_num) and separate document slots cannot be combined")
 
     @property
     def documents_taken(self) -> int:
@@ -107,7 +108,7 @@ class MaxLengths:
     def __post_init__(self):
         for name in ("input", "document", "target"):
             if getattr(self, name) < 1:
-                raise ValueError(f"max length for {name} must be positive, got {getattr(self, name)}")
+                raise ConfigError(f"max length for {name} must be positive, got {getattr(self, name)}")
 
 
 class Featurizer:

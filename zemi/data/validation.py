@@ -20,6 +20,8 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import yaml
 
+from zemi.errors import ZemiError
+
 logger = logging.getLogger(__name__)
 
 # A document longer than this is cut to it before tokenisation (see `processing.document_text`). The token limits
@@ -36,7 +38,7 @@ ODD_CHARACTERS = r"[\x00-\x08\x0e-\x1f\x7f-\x84\x86-\x9f\x{fffd}]"
 LONE_SURROGATE = re.compile("[\ud800-\udfff]")
 
 
-class DataError(ValueError):
+class DataError(ZemiError, ValueError):
     """Data that does not have the expected layout, schema or values; the message says where and what."""
 
 

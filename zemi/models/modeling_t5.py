@@ -21,9 +21,17 @@ from torch import nn
 from transformers import T5Config, T5ForConditionalGeneration
 from transformers.modeling_outputs import BaseModelOutput, Seq2SeqLMOutput
 
-from zemi.modeling_xattn import GATES, GatedCrossAttentionBlock, PerceiverResampler
+from zemi.errors import ConfigError
+from zemi.models.modeling_xattn import GATES, GatedCrossAttentionBlock, PerceiverResampler
 
 logger = logging.getLogger(__name__)
+
+__all__ = [
+    "AUG_INPUT_NAMES", "MODEL_INPUT_NAMES", "ARCHITECTURES", "Architecture", "Encoded", "PerceiverXattnConfig",
+    "T5WithOwnLMHead", "T5ForConditionalGenerationFiD", "T5ForConditionalGenerationMultiAug", "build_model",
+    "encode_slots", "get_architecture", "model_from_config", "model_inputs", "read_perceiver_json",
+    "resolve_perceiver_config",
+]
 
 AUG_INPUT_NAMES = ("aug_input_ids", "aug_attention_mask", "aug_exist_idx")
 MODEL_INPUT_NAMES = ("input_ids", "attention_mask") + AUG_INPUT_NAMES
@@ -32,6 +40,18 @@ MODEL_INPUT_NAMES = ("input_ids", "attention_mask") + AUG_INPUT_NAMES
 def model_inputs(batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
     """The entries of a collated batch that the models' `forward` and `encode` take."""
     return {name: batch[name] for name in MODEL_INPUT_NAMES if name in batch}
+
+
+def read_perceiver_json(path: str | os.PathLike) -> dict[str, Any]:
+    """The values of a perceiver config file as written (the one reader of these files)."""
+    try:
+        values = json.loads(Path(path).read_text())
+    except (OSError, json.JSONDecodeError) as err:
+        raise ConfigError(f"cannot read perceiver config {path}: {err}") from err
+    if not isinstance(values, dict):
+        raise ConfigError(f"perceiver config {path}: expected a JSON object of fusion settings, got "
+                         f"{type(values).__name__}")
+    return values
 
 
 @dataclass
@@ -58,18 +78,14 @@ class PerceiverXattnConfig:
         known = {f.name for f in dataclasses.fields(cls)}
         unknown = sorted(set(values) - known)
         if unknown:
-            raise ValueError(f"{source}: unknown field(s) {unknown}; valid fields are {sorted(known)}")
+            raise ConfigError(f"{source}: unknown field(s) {unknown}; valid fields are {sorted(known)}")
         config = cls(**values)
         config.check(source=source)
         return config
 
     @classmethod
     def from_json(cls, path: str | os.PathLike) -> PerceiverXattnConfig:
-        try:
-            values = json.loads(Path(path).read_text())
-        except (OSError, json.JSONDecodeError) as err:
-            raise ValueError(f"cannot read perceiver config {path}: {err}") from err
-        return cls.from_dict(values, source=str(path))
+        return cls.from_dict(read_perceiver_json(path), source=str(path))
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -80,16 +96,16 @@ class PerceiverXattnConfig:
         for name in positive:
             value = getattr(self, name)
             if not isinstance(value, int) or isinstance(value, bool) or value < 1:
-                raise ValueError(f"{source}: {name} must be a positive integer, got {value!r}")
+                raise ConfigError(f"{source}: {name} must be a positive integer, got {value!r}")
         if self.gate not in GATES:
-            raise ValueError(f"{source}: gate must be one of {GATES}, got {self.gate!r}")
+            raise ConfigError(f"{source}: gate must be one of {GATES}, got {self.gate!r}")
         if self.cross_attn_every != 1 or self.only_attend_immediate_media:
-            raise ValueError(
+            raise ConfigError(
                 f"{source}: Zemi fuses documents once, on the encoder output; cross_attn_every must be 1 and "
                 "only_attend_immediate_media false (the values of the published configs)"
             )
         if d_model is not None and self.dim != d_model:
-            raise ValueError(
+            raise ConfigError(
                 f"{source}: perceiver dim {self.dim} does not match the T5 backbone's d_model {d_model}; "
                 f"use training/perceiver_configs/xattn_multi_aug_config_v1_v3_5aug.json for t5-base (768) or "
                 f"..._t5_large.json for t5-large (1024), or set \"dim\": {d_model}"
@@ -143,7 +159,7 @@ class _DocumentFusedT5(T5WithOwnLMHead):
     ) -> Seq2SeqLMOutput:
         if encoder_outputs is None:
             if aug_input_ids is None or aug_attention_mask is None:
-                raise ValueError(f"{type(self).__name__} needs aug_input_ids and aug_attention_mask (B, M, La)")
+                raise ConfigError(f"{type(self).__name__} needs aug_input_ids and aug_attention_mask (B, M, La)")
             encoded = self.encode(input_ids, attention_mask, aug_input_ids, aug_attention_mask, aug_exist_idx)
             encoder_outputs = BaseModelOutput(last_hidden_state=encoded.hidden_states)
             attention_mask = encoded.attention_mask
@@ -156,7 +172,7 @@ class _DocumentFusedT5(T5WithOwnLMHead):
         # hand the decoder the mask of what `encode` returned (for FiD: the joined document tokens).
         aug = {name: model_kwargs.pop(name, None) for name in AUG_INPUT_NAMES}
         if aug["aug_input_ids"] is None or aug["aug_attention_mask"] is None:
-            raise ValueError(f"{type(self).__name__}.generate() needs aug_input_ids and aug_attention_mask")
+            raise ConfigError(f"{type(self).__name__}.generate() needs aug_input_ids and aug_attention_mask")
         encoded = self.encode(inputs_tensor, model_kwargs.get("attention_mask"), **aug)
         model_kwargs["encoder_outputs"] = BaseModelOutput(last_hidden_state=encoded.hidden_states)
         model_kwargs["attention_mask"] = encoded.attention_mask
@@ -271,7 +287,7 @@ def _perceiver_config_for(config: T5Config, given: PerceiverXattnConfig | dict |
     if given is None:
         given = getattr(config, "perceiver_xattn_config", None)
         if given is None:
-            raise ValueError(
+            raise ConfigError(
                 "T5ForConditionalGenerationMultiAug needs perceiver_xattn_config (a dict or PerceiverXattnConfig, "
                 "e.g. from training/perceiver_configs/*.json)"
             )
@@ -313,7 +329,7 @@ def get_architecture(name: str) -> Architecture:
     try:
         return ARCHITECTURES[name]
     except KeyError:
-        raise ValueError(f"unknown model architecture {name!r}; valid names: {sorted(ARCHITECTURES)}") from None
+        raise ConfigError(f"unknown model architecture {name!r}; valid names: {sorted(ARCHITECTURES)}") from None
 
 
 def resolve_perceiver_config(
@@ -325,7 +341,7 @@ def resolve_perceiver_config(
     if not arch.needs_perceiver_config:
         return None
     if perceiver_config is None:
-        raise ValueError(f"architecture {architecture} needs a perceiver config (--perceiver_config PATH)")
+        raise ConfigError(f"architecture {architecture} needs a perceiver config (--perceiver_config PATH)")
     if isinstance(perceiver_config, (str, os.PathLike)):
         perceiver_config = PerceiverXattnConfig.from_json(perceiver_config)
     elif isinstance(perceiver_config, dict):
@@ -366,34 +382,3 @@ def build_model(
             model.copy_encoder_to_aug_encoder()  # a plain T5 backbone: the document encoder starts as its copy
         model.apply_freezing()  # loading replaces parameters, and with them their requires_grad flags
     return model
-
-
-class CheckpointMismatchError(ValueError):
-    """A state dict whose keys or shapes do not fit the model it is loaded into."""
-
-
-def check_state_dict_fits(model: nn.Module, state_dict: dict[str, torch.Tensor], *, source: str) -> None:
-    expected = {name: tuple(t.shape) for name, t in model.state_dict().items()}
-    missing = sorted(set(expected) - set(state_dict))
-    unexpected = sorted(set(state_dict) - set(expected))
-    wrong_shape = sorted(
-        f"{name}: checkpoint {tuple(state_dict[name].shape)} vs model {expected[name]}"
-        for name in set(expected) & set(state_dict)
-        if tuple(state_dict[name].shape) != expected[name]
-    )
-    if missing or unexpected or wrong_shape:
-        parts = [f"{source} does not fit {type(model).__name__}:"]
-        for label, items in (("missing keys", missing), ("unexpected keys", unexpected), ("shape mismatches", wrong_shape)):
-            if items:
-                parts.append(f"  {len(items)} {label}: {items[:20]}{' ...' if len(items) > 20 else ''}")
-        raise CheckpointMismatchError("\n".join(parts))
-
-
-def load_original_checkpoint(model: nn.Module, path: str | os.PathLike) -> None:
-    """Load a published `step_N` file (a `torch.save` of the state dict) with `weights_only=True`, strictly."""
-    state_dict = torch.load(path, map_location="cpu", weights_only=True)
-    if not isinstance(state_dict, dict):
-        raise CheckpointMismatchError(f"{path} holds a {type(state_dict).__name__}, not a state dict")
-    check_state_dict_fits(model, state_dict, source=str(path))
-    model.load_state_dict(state_dict, strict=True)
-

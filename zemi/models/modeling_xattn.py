@@ -12,6 +12,9 @@ import torch.nn.functional as F
 from einops import rearrange, repeat
 from torch import nn
 
+__all__ = ["GATES", "FeedForward", "PerceiverAttention", "PerceiverResampler", "MaskedCrossAttention",
+           "GatedCrossAttentionBlock", "reset_fusion_parameters"]
+
 GATES = ("tanh", "none")
 
 

@@ -1,7 +1,9 @@
-"""Typed, validated configuration of the training and evaluation entry points.
+"""Typed, validated configuration of the training and evaluation entry points: dataclasses and parsing only.
 
 Every option is a dataclass field documented once; the command line keeps the original flag names (and their
-short aliases) so the authors' commands still work. Impossible values fail at start-up with the flag's name.
+short aliases) so the authors' commands still work. The recipe's defaults come from `zemi.run.presets.PAPER`.
+Impossible values fail at start-up with the flag's name; what needs files or models to check is checked in
+`zemi.run.method`.
 """
 
 from __future__ import annotations
@@ -11,15 +13,10 @@ import dataclasses
 import logging
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Sequence
+from typing import Any, Sequence
 
-from transformers import T5Config
-
-from zemi.checkpoints import RunDirectory
-from zemi.modeling_t5 import ARCHITECTURES, PerceiverXattnConfig, get_architecture
-
-if TYPE_CHECKING:
-    from zemi.method import Method
+from zemi.errors import ConfigError
+from zemi.run.presets import PAPER
 
 logger = logging.getLogger(__name__)
 
@@ -45,11 +42,11 @@ class TrainConfig:
     # data
     dataset_root_path: str = option(None, "The 30aug root holding <dataset_dir>/<template>/", "-dr", required=True)
     dataset_dir_names: list[str] = option((), "Training mixture dataset dirs", "-ddn", nargs="+")
-    sample_n: int = option(2, "Templates sampled per dataset (-1: all)", "-sample_n")
+    sample_n: int = option(PAPER.recipe["sample_n"], "Templates sampled per dataset (-1: all)", "-sample_n")
     num_shots: int | None = option(None, "Training examples kept per template (few-shot)", "-ns")
-    max_length: int = option(1024, "Input tokens", "-il")
-    aug_max_length: int = option(256, "Tokens per document")
-    target_max_length: int = option(256, "Target tokens", "-tl")
+    max_length: int = option(PAPER.recipe["max_length"], "Input tokens", "-il")
+    aug_max_length: int = option(PAPER.recipe["aug_max_length"], "Tokens per document")
+    target_max_length: int = option(PAPER.recipe["target_max_length"], "Target tokens", "-tl")
     input_eos: bool = option(False, "Append EOS to inputs and documents (T0 and Zemi do not)", "-ie")
     pad_to_max_length: bool = option(False, "Pad to the max lengths instead of the batch's longest", "-pml")
     num_proc: int = option(1, "Processes for tokenisation")
@@ -58,26 +55,28 @@ class TrainConfig:
     config_name: str | None = option(None, "T5 config, if not the backbone's", "-cf")
     tokenizer_name: str | None = option(None, "Tokenizer, if not the backbone's", "-tk")
     # recipe
-    learning_rate: float = option(1e-4, "AdamW learning rate", "-lr")
+    learning_rate: float = option(PAPER.recipe["learning_rate"], "AdamW learning rate", "-lr")
     fusion_learning_rate: float | None = option(
         None, "Learning rate of Zemi's new fusion modules (Perceiver resampler, cross-attention, gates); default: "
         "--learning_rate, as in the paper")
-    weight_decay: float = option(0.01, "AdamW weight decay (0 for biases and LayerNorm weights)", "-wd")
-    lr_scheduler_type: str = option("cosine", "Learning-rate schedule", "-ls", choices=SCHEDULERS)
-    warmup_ratio: float = option(0.25, "Warm-up steps as a fraction of all steps", "-wr")
+    weight_decay: float = option(PAPER.recipe["weight_decay"], "AdamW weight decay (0 for biases and LayerNorm weights)", "-wd")
+    lr_scheduler_type: str = option(PAPER.recipe["lr_scheduler_type"], "Learning-rate schedule", "-ls", choices=SCHEDULERS)
+    warmup_ratio: float = option(PAPER.recipe["warmup_ratio"], "Warm-up steps as a fraction of all steps", "-wr")
     num_warmup_steps: int = option(0, "Warm-up steps (overrides --warmup_ratio when > 0)", "-ws")
-    num_train_epochs: int = option(10, "Epochs", "-ep")
+    num_train_epochs: int = option(PAPER.recipe["num_train_epochs"], "Epochs", "-ep")
     max_train_steps: int | None = option(None, "Optimizer steps (overrides --num_train_epochs)", "-ms")
-    per_device_train_batch_size: int = option(4, "Training batch per process", "-tb")
+    per_device_train_batch_size: int = option(PAPER.batch_size["base"], "Training batch per process", "-tb")
     per_device_eval_batch_size: int = option(4, "Validation batch per process", "-eb")
-    gradient_accumulation_steps: int = option(1, "Micro-batches per optimizer step", "-ga")
+    gradient_accumulation_steps: int = option(PAPER.recipe["gradient_accumulation_steps"], "Micro-batches per optimizer step", "-ga")
     seed: int = option(42, "Seed of template sampling, data order and initialisation", "-sd")
     loss_reduction: str = option("global_tokens", "global_tokens: mean over every target token of the global batch "
                                  "(independent of processes and accumulation); per_batch: the original's per-batch mean",
                                  choices=("global_tokens", "per_batch"))
     # checkpoints
     save_model: bool = option(True, "Kept for the original commands; a checkpoint is always written per epoch")
-    checkpointing_steps: int | None = option(None, "Also save resumable training state every N optimizer steps")
+    checkpointing_steps: int | None = option(
+        PAPER.recipe["checkpointing_steps"], "Also save the resumable training state every N optimizer steps (the newest "
+        "is kept; 0: only at epoch ends)")
     resume_from_checkpoint: str | None = option(None, "'latest' or a state directory: continue an interrupted run")
     saved_model_dir: str | None = option(None, "Start from this run directory's checkpoint (with --saved_model_step)")
     saved_model_step: int | None = option(None, "Step of --saved_model_dir to start from")
@@ -102,45 +101,43 @@ class TrainConfig:
                     "per_device_eval_batch_size", "gradient_accumulation_steps", "num_proc")
         for name in positive:
             if getattr(self, name) < 1:
-                raise ValueError(f"--{name} must be a positive integer, got {getattr(self, name)}")
-        if self.model_architecture not in ARCHITECTURES:
-            raise ValueError(f"--model_architecture {self.model_architecture!r} is unknown; valid names: "
-                             f"{sorted(ARCHITECTURES)}")
+                raise ConfigError(f"--{name} must be a positive integer, got {getattr(self, name)}")
         _check_document_counts(self.fit_aug_num, self.concat_aug_num)
         for name in ("num_warmup_steps", "dataloader_num_workers"):
             if getattr(self, name) < 0:
-                raise ValueError(f"--{name} must be >= 0, got {getattr(self, name)}")
+                raise ConfigError(f"--{name} must be >= 0, got {getattr(self, name)}")
         if self.num_shots is not None and self.num_shots < 1:
-            raise ValueError(f"--num_shots must be a positive number of examples per template, got {self.num_shots}")
+            raise ConfigError(f"--num_shots must be a positive number of examples per template, got {self.num_shots}")
         if self.saved_model_step is not None and self.saved_model_step < 0:
-            raise ValueError(f"--saved_model_step must name one checkpoint step (>= 0), got {self.saved_model_step}")
+            raise ConfigError(f"--saved_model_step must name one checkpoint step (>= 0), got {self.saved_model_step}")
         if self.resume_from_checkpoint not in (None, "latest") and \
                 not (Path(self.resume_from_checkpoint) / "trainer_state.json").is_file():
-            raise ValueError(f"--resume_from_checkpoint {self.resume_from_checkpoint} is not a training state "
+            raise ConfigError(f"--resume_from_checkpoint {self.resume_from_checkpoint} is not a training state "
                              "directory (no trainer_state.json); pass 'latest' or <output_dir>/checkpoints/step_N")
         if self.lm_name is None:
-            raise ValueError("--lm_name (or --model_name_or_path) is required: the backbone T5, e.g. google/t5-base-lm-adapt")
+            raise ConfigError("--lm_name (or --model_name_or_path) is required: the backbone T5, e.g. google/t5-base-lm-adapt")
         if not self.dataset_dir_names:
-            raise ValueError("--dataset_dir_names is required: the training mixture's dataset dirs")
+            raise ConfigError("--dataset_dir_names is required: the training mixture's dataset dirs")
         if self.sample_n == 0 or self.sample_n < -1:
-            raise ValueError(f"--sample_n must be -1 (all templates) or a positive number, got {self.sample_n}")
+            raise ConfigError(f"--sample_n must be -1 (all templates) or a positive number, got {self.sample_n}")
         if not 0 <= self.warmup_ratio <= 1:
-            raise ValueError(f"--warmup_ratio must be within [0, 1], got {self.warmup_ratio}")
+            raise ConfigError(f"--warmup_ratio must be within [0, 1], got {self.warmup_ratio}")
         if self.learning_rate <= 0 or self.weight_decay < 0:
-            raise ValueError("--learning_rate must be positive and --weight_decay non-negative")
+            raise ConfigError("--learning_rate must be positive and --weight_decay non-negative")
         if self.fusion_learning_rate is not None and self.fusion_learning_rate <= 0:
-            raise ValueError(f"--fusion_learning_rate must be positive, got {self.fusion_learning_rate}")
+            raise ConfigError(f"--fusion_learning_rate must be positive, got {self.fusion_learning_rate}")
         if self.max_train_steps is not None and self.max_train_steps < 1:
-            raise ValueError(f"--max_train_steps must be positive, got {self.max_train_steps}")
-        if self.checkpointing_steps is not None and self.checkpointing_steps < 1:
-            raise ValueError(f"--checkpointing_steps must be positive, got {self.checkpointing_steps}")
+            raise ConfigError(f"--max_train_steps must be positive, got {self.max_train_steps}")
+        if self.checkpointing_steps is not None and self.checkpointing_steps < 0:
+            raise ConfigError(f"--checkpointing_steps must be >= 0 (0: only at epoch ends), got "
+                              f"{self.checkpointing_steps}")
         if (self.saved_model_dir is None) != (self.saved_model_step is None):
-            raise ValueError("--saved_model_dir and --saved_model_step go together")
+            raise ConfigError("--saved_model_dir and --saved_model_step go together")
         if self.filter_dataset:
-            raise ValueError("--filter_dataset needs the authors' private P3 task list and is not supported; "
+            raise ConfigError("--filter_dataset needs the authors' private P3 task list and is not supported; "
                              "the 30aug data holds original-task templates only")
         if self.do_eval:
-            raise ValueError("--do_eval is not supported by the training scripts; run zemi.eval_original_task_only_xattn")
+            raise ConfigError("--do_eval is not supported by the training scripts; run zemi.eval_original_task_only_xattn")
         for name in ("parallelize", "use_slow_tokenizer", "use_processed_dataset"):
             if getattr(self, name):
                 logger.warning("--%s is accepted for compatibility and has no effect", name)
@@ -176,63 +173,26 @@ class EvalConfig:
 
     def validate(self) -> None:
         if not self.processed_dataset_paths:
-            raise ValueError("--processed_dataset_paths is required: the template dirs to evaluate")
+            raise ConfigError("--processed_dataset_paths is required: the template dirs to evaluate")
         if self.per_device_eval_batch_size < 1:
-            raise ValueError(f"--per_device_eval_batch_size must be positive, got {self.per_device_eval_batch_size}")
+            raise ConfigError(f"--per_device_eval_batch_size must be positive, got {self.per_device_eval_batch_size}")
         for name in ("max_length", "aug_max_length", "target_max_length"):
             value = getattr(self, name)
             if value is not None and value < 1:
-                raise ValueError(f"--{name} must be positive, got {value}")
+                raise ConfigError(f"--{name} must be positive, got {value}")
         if self.num_proc < 1:
-            raise ValueError(f"--num_proc must be a positive integer, got {self.num_proc}")
+            raise ConfigError(f"--num_proc must be a positive integer, got {self.num_proc}")
         if self.saved_model_step < -1:
-            raise ValueError(f"--saved_model_step must be -1 (every checkpoint) or a step, got {self.saved_model_step}")
+            raise ConfigError(f"--saved_model_step must be -1 (every checkpoint) or a step, got {self.saved_model_step}")
         _check_document_counts(self.fit_aug_num, self.concat_aug_num)
 
 
 def _check_document_counts(fit_aug_num: int | None, concat_aug_num: int | None) -> None:
     if fit_aug_num is not None and fit_aug_num != -1 and fit_aug_num < 1:
-        raise ValueError(f"--fit_aug_num must be -1 (off) or a positive number of documents to fold into the model's "
+        raise ConfigError(f"--fit_aug_num must be -1 (off) or a positive number of documents to fold into the model's "
                          f"slots, got {fit_aug_num}")
     if concat_aug_num is not None and concat_aug_num < 0:
-        raise ValueError(f"--concat_aug_num must be >= 0 (0: No Aug), got {concat_aug_num}")
-
-
-def check_training_start(config: TrainConfig, method: Method) -> None:
-    """What the flags alone cannot show, checked before any data or weights are loaded: the fusion settings fit the
-    backbone, and a --saved_model_dir checkpoint is readable, of the same architecture, and has a slot for every
-    document the run feeds an example."""
-    if get_architecture(method.architecture).needs_perceiver_config:
-        backbone = config.config_name or config.lm_name
-        try:
-            t5_config = T5Config.from_pretrained(backbone)
-        except (OSError, ValueError) as err:
-            raise ValueError(f"--lm_name {backbone}: cannot read the backbone's config.json ({err})") from err
-        method.perceiver_config.check(d_model=t5_config.d_model, source=f"--perceiver_config {config.perceiver_config}")
-    if config.saved_model_dir is None:
-        return
-    run = RunDirectory.open(config.saved_model_dir)
-    if run.architecture != method.architecture:
-        raise ValueError(f"--saved_model_dir {config.saved_model_dir} holds a {run.architecture} model but "
-                         f"--model_architecture is {method.architecture}; pass --model_architecture {run.architecture}")
-    checkpoint = run.checkpoints(config.saved_model_step)[0][1]
-    run.check_checkpoint(checkpoint, method.rules, fix=f"--perceiver_config {config.perceiver_config}")
-    if run.perceiver_config is not None and method.perceiver_config is not None:
-        ours = PerceiverXattnConfig.from_dict(method.perceiver_config_values).to_dict()
-        theirs = run.perceiver_config.to_dict()
-        differing = sorted(name for name in ours if ours[name] != theirs[name])
-        if differing:
-            raise ValueError(f"--perceiver_config {config.perceiver_config} differs from {run.path}/"
-                             f"perceiver_config.json in {differing}; the model continues with the saved run's "
-                             f"settings, so pass that file as --perceiver_config")
-
-
-def setup_logging(accelerator: Accelerator) -> None:
-    logging.basicConfig(format="%(asctime)s %(levelname)s %(name)s: %(message)s", level=logging.INFO)
-    if not accelerator.is_local_main_process:
-        logging.getLogger().setLevel(logging.ERROR)
-    for noisy in ("transformers", "datasets", "accelerate"):
-        logging.getLogger(noisy).setLevel(logging.WARNING)
+        raise ConfigError(f"--concat_aug_num must be >= 0 (0: No Aug), got {concat_aug_num}")
 
 
 def build_parser(config_class: type, description: str) -> argparse.ArgumentParser:

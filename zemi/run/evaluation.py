@@ -19,14 +19,18 @@ from torch.utils.data import DataLoader
 from transformers import AutoTokenizer, DynamicCache, EncoderDecoderCache
 from transformers.modeling_outputs import BaseModelOutput
 
-from zemi.checkpoints import CheckpointReadError, RunDirectory, write_csv_atomic, write_json_atomic
-from zemi.config import EvalConfig, parse_config, setup_logging
 from zemi.data.collate import Collator
 from zemi.data.mixture import DataError, EvalTemplate, scan_eval_templates
 from zemi.data.processing import Featurizer, MaxLengths
 from zemi.data.tokenized import tokenize
-from zemi.method import Method, text_rules
-from zemi.modeling_t5 import T5WithOwnLMHead, get_architecture, model_inputs, resolve_perceiver_config
+from zemi.errors import ConfigError
+from zemi.io import write_csv_atomic, write_json_atomic
+from zemi.models.checkpoint_files import CheckpointReadError
+from zemi.models.modeling_t5 import T5WithOwnLMHead, model_inputs
+from zemi.run.cli import setup_logging
+from zemi.run.config import EvalConfig, parse_config
+from zemi.run.method import Method
+from zemi.run.run_directory import RunDirectory
 
 logger = logging.getLogger(__name__)
 
@@ -118,22 +122,21 @@ class EvalSource:
             value = getattr(config, name)
             return value if value is not None else args.get(name, default)
 
-        architecture = run.architecture if run else "T5"
-        perceiver = run.perceiver_config if run else None
-        if perceiver is not None and get_architecture(architecture).needs_perceiver_config:
-            perceiver = resolve_perceiver_config(architecture, perceiver)
-        rules = text_rules(
-            architecture, perceiver, concat_aug_num=setting("concat_aug_num", 0),
-            fit_aug_num=setting("fit_aug_num", -1),
-            # The authors' FiD scripts pass the flag rather than relying on args.json; either turns it on.
-            concat_input_at_augmentation=config.concat_input_at_augmentation
-            or bool(args.get("concat_input_at_augmentation", False)),
-        )
+        # The authors' FiD scripts pass the flag rather than relying on args.json; either turns it on.
+        overrides = {name: value for name in ("concat_aug_num", "fit_aug_num")
+                     if (value := getattr(config, name)) is not None}
+        if config.concat_input_at_augmentation:
+            overrides["concat_input_at_augmentation"] = True
+        # A run's fusion settings are its perceiver_config.json, never the training-time path in its args.json.
+        settings = {name: value for name, value in args.items() if name != "perceiver_config"}
+        method = Method.from_args({**settings, **overrides}, source=f"{path}/args.json" if run else "--model_name_or_path",
+                                  perceiver_values=run.perceiver_config.to_dict() if run and run.perceiver_config
+                                  else None)
         lengths = MaxLengths(setting("max_length", 1024), setting("aug_max_length", 256),
                              setting("target_max_length", 256))
         tokenizer_source = run.tokenizer_source() if run else (config.lm_name or config.model_name_or_path)
         name = path.name if run else config.model_name_or_path
-        return cls(name, run, Method(architecture, rules, perceiver), lengths, tokenizer_source)
+        return cls(name, run, method, lengths, tokenizer_source)
 
     def checkpoints(self, step: int) -> list[tuple[int, Path | None]]:
         """The checkpoints to evaluate, each checked before any data or weights are loaded: one whose keys or
@@ -154,7 +157,7 @@ class EvalSource:
         return self.run.load_model(checkpoint) if self.run else T5WithOwnLMHead.from_pretrained(model_name)
 
 
-class GoldNotInChoicesError(ValueError):
+class GoldNotInChoicesError(ConfigError):
     """--strict: a gold target that is not among its example's answer choices."""
 
 

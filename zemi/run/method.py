@@ -1,20 +1,33 @@
-"""What distinguishes the four methods at the data level: which architecture, and which texts it reads."""
+"""What distinguishes the four methods (No Aug, Concat, FiD, Zemi): the architecture, the texts it reads, and the
+fusion settings. `Method.from_args` builds one from a mapping of settings, the parsed training config as much as a
+run's `args.json`, so training and evaluation cannot read a run differently. Start-up checks that need files (the
+backbone's config, a checkpoint to start from) live here too."""
 
 from __future__ import annotations
 
-import json
 import logging
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Mapping
 
-from zemi.config import TrainConfig
+from transformers import T5Config
+
 from zemi.data.processing import TextRules
-from zemi.modeling_t5 import PerceiverXattnConfig, get_architecture, resolve_perceiver_config
+from zemi.errors import ConfigError
+from zemi.models.modeling_t5 import (
+    ARCHITECTURES,
+    PerceiverXattnConfig,
+    get_architecture,
+    read_perceiver_json,
+    resolve_perceiver_config,
+)
+from zemi.run.config import TrainConfig
+from zemi.run.run_directory import RunDirectory
 
 logger = logging.getLogger(__name__)
 
-BASELINE_ARCHITECTURES = ("T5",)
+COMMAND_LINE = "the command line"
+ENTRY_POINTS = {"baseline": "zemi.multi_task_fine_tune_baseline", "xattn": "zemi.multi_task_fine_tune_xattn"}
 
 
 @dataclass(frozen=True)
@@ -24,40 +37,93 @@ class Method:
     perceiver_config: PerceiverXattnConfig | None = None  # with the architecture's switches applied
     perceiver_config_values: dict[str, Any] | None = None  # the JSON as given, written to the run directory
 
+    @classmethod
+    def from_args(cls, args: Mapping[str, Any], *, perceiver_values: dict[str, Any] | None = None,
+                  source: str = COMMAND_LINE) -> Method:
+        """The method of a run from its settings (`TrainConfig` fields or `args.json`): `model_architecture`
+        (absent in the authors' baseline runs: T5), `concat_aug_num`, `fit_aug_num`,
+        `concat_input_at_augmentation`, and the fusion settings, given as values (a run's perceiver_config.json)
+        or read from the `perceiver_config` path."""
+        architecture = args.get("model_architecture") or "T5"
+        if architecture not in ARCHITECTURES:
+            where = "--model_architecture" if source == COMMAND_LINE else f"{source}: model_architecture"
+            raise ConfigError(f"{where} {architecture!r} is unknown; valid names: {sorted(ARCHITECTURES)}")
+        arch = get_architecture(architecture)
+        perceiver = None
+        if arch.uses_documents:
+            path = args.get("perceiver_config")
+            if perceiver_values is None:
+                if path is None and source == COMMAND_LINE:
+                    raise ConfigError(f"--perceiver_config is required for {architecture} "
+                                      "(training/perceiver_configs/*.json)")
+                if path is None:
+                    raise ConfigError(f"{source}: {architecture} needs its fusion settings (perceiver_config.json "
+                                      "beside args.json)")
+                perceiver_values = read_perceiver_json(path)
+            perceiver = PerceiverXattnConfig.from_dict(perceiver_values, source=str(path or source))
+            if arch.needs_perceiver_config:
+                perceiver = resolve_perceiver_config(architecture, perceiver)
+        rules = text_rules(architecture, perceiver, concat_aug_num=args.get("concat_aug_num") or 0,
+                           fit_aug_num=_or_default(args.get("fit_aug_num"), -1),
+                           concat_input_at_augmentation=bool(args.get("concat_input_at_augmentation")))
+        return cls(architecture, rules, perceiver, perceiver_values)
+
+
+def _or_default(value: Any, default: Any) -> Any:
+    return default if value is None else value
+
 
 def text_rules(architecture: str, perceiver: PerceiverXattnConfig | None, *, concat_aug_num: int = 0,
                fit_aug_num: int = -1, concat_input_at_augmentation: bool = False) -> TextRules:
     if not get_architecture(architecture).uses_documents:
         return TextRules(concat_aug_num=concat_aug_num)
     if perceiver is None:
-        raise ValueError(f"{architecture} needs a perceiver config for its number of document slots (num_aug_sources)")
+        raise ConfigError(f"{architecture} needs a perceiver config for its number of document slots "
+                          "(num_aug_sources)")
     if concat_aug_num:
-        raise ValueError("--concat_aug_num is the Concat baseline's option; FiD and Zemi read documents in slots")
+        raise ConfigError("--concat_aug_num is the Concat baseline's option; FiD and Zemi read documents in slots")
     return TextRules(num_documents=perceiver.num_aug_sources, fit_aug_num=fit_aug_num,
                      concat_input_at_augmentation=concat_input_at_augmentation)
 
 
 def method_for(config: TrainConfig, *, family: str) -> Method:
-    architecture = config.model_architecture
-    arch = get_architecture(architecture)
-    if family == "baseline" and arch.uses_documents:
-        raise ValueError(f"--model_architecture {architecture} is trained by zemi.multi_task_fine_tune_xattn")
-    if family == "xattn" and not arch.uses_documents:
-        raise ValueError("zemi.multi_task_fine_tune_xattn trains FiD or Zemi: pass --model_architecture "
-                         "SharedEncoderDecoder_MultiAug[_NoTanhGate|_FrozenAugEncoder] or FiD")
-    values = perceiver = None
-    if arch.uses_documents:
-        if config.perceiver_config is None:
-            raise ValueError(f"--perceiver_config is required for {architecture} (training/perceiver_configs/*.json)")
+    """The method a training entry point runs; `family` is "baseline" (No Aug, Concat) or "xattn" (FiD, Zemi)."""
+    method = Method.from_args(asdict(config))
+    uses_documents = get_architecture(method.architecture).uses_documents
+    if family == "baseline" and uses_documents:
+        raise ConfigError(f"--model_architecture {method.architecture} is trained by {ENTRY_POINTS['xattn']}")
+    if family == "xattn" and not uses_documents:
+        raise ConfigError(f"{ENTRY_POINTS['xattn']} trains FiD or Zemi: pass --model_architecture "
+                          "SharedEncoderDecoder_MultiAug[_NoTanhGate|_FrozenAugEncoder] or FiD")
+    if method.architecture == "FiD" and not config.concat_input_at_augmentation:
+        logger.warning("FiD without --concat_input_at_augmentation: documents will not see the input")
+    return method
+
+
+def check_training_start(config: TrainConfig, method: Method) -> None:
+    """What the flags alone cannot show, checked before any data or weights are loaded: the fusion settings fit the
+    backbone, and a --saved_model_dir checkpoint is readable, of the same architecture, and has a slot for every
+    document the run feeds an example."""
+    if get_architecture(method.architecture).needs_perceiver_config:
+        backbone = config.config_name or config.lm_name
         try:
-            values = json.loads(Path(config.perceiver_config).read_text())
-        except (OSError, json.JSONDecodeError) as err:
-            raise ValueError(f"--perceiver_config {config.perceiver_config}: {err}") from err
-        perceiver = PerceiverXattnConfig.from_dict(values, source=config.perceiver_config)
-        if arch.needs_perceiver_config:
-            perceiver = resolve_perceiver_config(architecture, perceiver)
-        if architecture == "FiD" and not config.concat_input_at_augmentation:
-            logger.warning("FiD without --concat_input_at_augmentation: documents will not see the input")
-    rules = text_rules(architecture, perceiver, concat_aug_num=config.concat_aug_num, fit_aug_num=config.fit_aug_num,
-                       concat_input_at_augmentation=config.concat_input_at_augmentation)
-    return Method(architecture, rules, perceiver, values)
+            t5_config = T5Config.from_pretrained(backbone)
+        except (OSError, ValueError) as err:
+            raise ConfigError(f"--lm_name {backbone}: cannot read the backbone's config.json ({err})") from err
+        method.perceiver_config.check(d_model=t5_config.d_model, source=f"--perceiver_config {config.perceiver_config}")
+    if config.saved_model_dir is None:
+        return
+    run = RunDirectory.open(config.saved_model_dir)
+    if run.architecture != method.architecture:
+        raise ConfigError(f"--saved_model_dir {config.saved_model_dir} holds a {run.architecture} model but "
+                          f"--model_architecture is {method.architecture}; pass --model_architecture {run.architecture}")
+    checkpoint = run.checkpoints(config.saved_model_step)[0][1]
+    run.check_checkpoint(checkpoint, method.rules, fix=f"--perceiver_config {config.perceiver_config}")
+    if run.perceiver_config is not None and method.perceiver_config is not None:
+        ours = PerceiverXattnConfig.from_dict(method.perceiver_config_values).to_dict()
+        theirs = run.perceiver_config.to_dict()
+        differing = sorted(name for name in ours if ours[name] != theirs[name])
+        if differing:
+            raise ConfigError(f"--perceiver_config {config.perceiver_config} differs from {Path(run.path)}/"
+                              f"perceiver_config.json in {differing}; the model continues with the saved run's "
+                              f"settings, so pass that file as --perceiver_config")

@@ -26,20 +26,24 @@ from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
 from transformers import AutoTokenizer, get_scheduler
 
-from zemi.checkpoints import (RunDirectory, publish, recover_interrupted_writes, save_model_atomic, temporary_sibling,
-                              write_csv_atomic, write_json_atomic)
-from zemi.config import TrainConfig, check_training_start, parse_config, setup_logging
+from zemi.errors import MissingInputError
 from zemi.data.collate import LABEL_PAD, Collator
 from zemi.data.mixture import load_training_mixture
 from zemi.data.processing import Featurizer, MaxLengths
 from zemi.data.tokenized import EpochSampler, tokenize
 from zemi.faults import crash_point
-from zemi.method import Method, method_for
-from zemi.modeling_t5 import build_model, model_inputs
+from zemi.io import publish, recover_interrupted_writes, step_entries, temporary_sibling, write_csv_atomic, \
+    write_json_atomic
+from zemi.models.modeling_t5 import build_model
+from zemi.run.config import TrainConfig, parse_config
+from zemi.run.cli import setup_logging
+from zemi.run.loss import loss_on, unwrap
+from zemi.run.method import Method, check_training_start, method_for
+from zemi.run.optim import make_optimizer
+from zemi.run.run_directory import RunDirectory, save_model_atomic
 
 logger = logging.getLogger(__name__)
 
-NO_DECAY = ("bias", "LayerNorm.weight")
 STATE_DIR = "checkpoints"
 
 
@@ -51,35 +55,6 @@ class TrainerState:
     epoch: int = 0  # epochs finished
     batches_done: int = 0  # micro-batches of the current epoch already trained on (this process)
     results: list[dict] = field(default_factory=list)  # one row per finished epoch (results.csv)
-
-
-def parameter_groups(model: torch.nn.Module, weight_decay: float,
-                     fusion_learning_rate: float | None = None) -> list[dict]:
-    """AdamW groups: no weight decay for biases and LayerNorm weights; with `fusion_learning_rate`, the fusion
-    modules of Zemi (whatever `model.fusion_modules()` returns) get their own learning rate."""
-    fusion = set()
-    if fusion_learning_rate is not None and hasattr(model, "fusion_modules"):
-        fusion = {id(p) for module in model.fusion_modules() for p in module.parameters()}
-    groups = []
-    for in_fusion in (False, True):
-        params = [(n, p) for n, p in model.named_parameters() if p.requires_grad and (id(p) in fusion) == in_fusion]
-        extra = {"lr": fusion_learning_rate} if in_fusion else {}
-        decayed = [p for n, p in params if not any(nd in n for nd in NO_DECAY)]
-        undecayed = [p for n, p in params if any(nd in n for nd in NO_DECAY)]
-        groups += [{"params": group, "weight_decay": decay, **extra}
-                   for group, decay in ((decayed, weight_decay), (undecayed, 0.0)) if group]
-    return groups
-
-
-def make_optimizer(model: torch.nn.Module, config: TrainConfig, device: torch.device) -> torch.optim.Optimizer:
-    fused = {"fused": True} if device.type == "cuda" else {}
-    groups = parameter_groups(model, config.weight_decay, config.fusion_learning_rate)
-    return torch.optim.AdamW(groups, lr=config.learning_rate, **fused)
-
-
-def token_loss_sum(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
-    return torch.nn.functional.cross_entropy(
-        logits.float().reshape(-1, logits.size(-1)), labels.reshape(-1), ignore_index=LABEL_PAD, reduction="sum")
 
 
 class Trainer:
@@ -178,10 +153,7 @@ class Trainer:
     # --- resuming --------------------------------------------------------------------------------------------
 
     def state_dirs(self) -> list[tuple[int, Path]]:
-        root = self.output_dir / STATE_DIR
-        if not root.is_dir():
-            return []
-        return sorted((int(p.name.split("_")[1]), p) for p in root.glob("step_*") if p.name.split("_")[1].isdigit())
+        return step_entries(self.output_dir / STATE_DIR)
 
     def resume(self, where: str) -> None:
         if where == "latest":
@@ -193,7 +165,7 @@ class Trainer:
         else:
             path = Path(where)
             if not (path / "trainer_state.json").is_file():
-                raise FileNotFoundError(f"{path} is not a training state directory (no trainer_state.json)")
+                raise MissingInputError(f"{path} is not a training state directory (no trainer_state.json)")
         self.accelerator.load_state(str(path))
         self.state = TrainerState(**json.loads((path / "trainer_state.json").read_text()))
         if self.accelerator.is_main_process:  # steps after the saved state will be replayed: drop their log rows
@@ -267,9 +239,8 @@ class Trainer:
             # Gradients are all-reduced (averaged) only on the last micro-batch of the step.
             sync = contextlib.nullcontext() if i == len(micro_batches) - 1 else accelerator.no_sync(model)
             with sync, accelerator.autocast():
-                logits = model(**model_inputs(batch), decoder_input_ids=_unwrap(model)._shift_right(batch["labels"]),
-                               use_cache=False).logits
-                summed = token_loss_sum(logits, batch["labels"])
+                per_example, _ = loss_on(model, batch)
+                summed = per_example.sum()
                 if self.config.loss_reduction == "global_tokens":
                     # DDP averages gradients over processes, so scale by their number to get sum / global tokens.
                     loss = summed * accelerator.num_processes / global_tokens
@@ -290,11 +261,7 @@ class Trainer:
         total, tokens = torch.zeros((), device=self.accelerator.device), torch.zeros((), device=self.accelerator.device)
         for batch in self.validation_loader:
             with self.accelerator.autocast():
-                logits = self.model(**model_inputs(batch), decoder_input_ids=_unwrap(self.model)._shift_right(
-                    batch["labels"]), use_cache=False).logits
-            per_example = torch.nn.functional.cross_entropy(
-                logits.float().transpose(1, 2), batch["labels"], ignore_index=LABEL_PAD, reduction="none").sum(-1)
-            counts = (batch["labels"] != LABEL_PAD).sum(-1)
+                per_example, counts = loss_on(self.model, batch)
             per_example, counts = self.accelerator.gather_for_metrics((per_example, counts))
             total += per_example.sum()
             tokens += counts.sum()
@@ -311,18 +278,13 @@ class Trainer:
                                    "dev_loss": validation_loss})
         accelerator.wait_for_everyone()
         if accelerator.is_main_process:
-            model = _unwrap(self.model)
+            model = unwrap(self.model)
             save_model_atomic(model, self.output_dir / f"step_{self.state.global_step}",
                               state_dict=accelerator.get_state_dict(self.model))
             write_csv_atomic(self.output_dir / "results.csv", self.state.results)
             logger.info("epoch %d: step %d, validation loss %.4f", self.state.epoch, self.state.global_step,
                         validation_loss)
         self.save_state()
-
-
-def _unwrap(model):
-    model = getattr(model, "_orig_mod", model)  # torch.compile
-    return getattr(model, "module", model)  # DDP
 
 
 def _in_groups(loader, size: int):

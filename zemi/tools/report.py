@@ -18,7 +18,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Sequence
 
-from zemi.checkpoints import write_csv_atomic, write_json_atomic, write_text_atomic
+from zemi.errors import ConfigError, MissingInputError
+from zemi.io import write_csv_atomic, write_json_atomic, write_text_atomic
 
 logger = logging.getLogger(__name__)
 
@@ -47,7 +48,7 @@ def collect(eval_dirs: Sequence[str | Path], labels: dict[str, str]) -> dict[str
     for directory in eval_dirs:
         results_file = Path(directory) / "results.json"
         if not results_file.is_file():
-            raise FileNotFoundError(f"{results_file} does not exist: not an evaluation output directory")
+            raise MissingInputError(f"{results_file} does not exist: not an evaluation output directory")
         data = json.loads(results_file.read_text())
         rows[labels.get(data["method"], data["method"])].extend(data["results"])
     return rows
@@ -61,7 +62,7 @@ def best_checkpoint(method: str, rows: list[dict]) -> MethodRow:
         by_step[row["step"]][row["task"]].append(row["accuracy"])
     tasks = set.intersection(*(set(per_task) for per_task in by_step.values()))
     if not tasks:
-        raise ValueError(f"{method}: no task was evaluated at every checkpoint")
+        raise ConfigError(f"{method}: no task was evaluated at every checkpoint")
     candidates = []
     for step, per_task in sorted(by_step.items()):
         scores = {task: TaskScore(statistics.fmean(per_task[task]), statistics.median(per_task[task]),
@@ -139,6 +140,3 @@ def main(argv: Sequence[str] | None = None) -> Path:
     print((Path(args.output_dir) / "table1.md").read_text())
     return Path(args.output_dir)
 
-
-if __name__ == "__main__":
-    main()

@@ -1,6 +1,6 @@
 """Build the demo retrieval corpus: one short English document per WordNet 3.0 synset.
 
-Run `python -m zemi.demo.corpus` to (re)write `data/demo/corpus.jsonl.gz` (byte-identical on every run).
+Run `PYTHONPATH=data/demo python -m demo_builders.corpus` to (re)write `data/demo/corpus.jsonl.gz` (byte-identical on every run).
 A document states the synset's words, part of speech and category, its definition, a few of its relations in plain
 sentences ("dalmatian is a kind of dog.") and one example sentence, so that every fact a demo task asks about is
 written verbatim in exactly the document that BM25 should retrieve for it.
@@ -16,11 +16,11 @@ import logging
 from pathlib import Path
 from typing import Iterable, Iterator
 
-from zemi.demo.wordnet import DEFAULT_WORDNET_DIR, Synset, load_wordnet
+from demo_builders.wordnet import DEFAULT_WORDNET_DIR, Synset, load_wordnet
 
 logger = logging.getLogger(__name__)
 
-DEMO_DIR = Path(__file__).resolve().parents[2] / "data" / "demo"
+DEMO_DIR = Path(__file__).resolve().parents[1]  # data/demo, beside these builders
 CORPUS_PATH = DEMO_DIR / "corpus.jsonl.gz"
 
 # Documents stay short (at most about 64 tokens with the demo tokenizer, 3.6 characters per token) so that the demo

@@ -1,7 +1,7 @@
 """Pre-train the demo backbone: a small gated-gelu T5 (like t5-lm-adapt, but with a tied LM head) on the demo corpus.
 
 T5's span-corruption objective first, then a short prefix-LM phase ("lm-adapt") so the model also continues plain
-text, which is what rank classification asks of it. Run `python -m zemi.demo.pretrain` (hours on one CPU core; see
+text, which is what rank classification asks of it. Run `PYTHONPATH=data/demo python -m demo_builders.pretrain` (hours on one CPU core; see
 data/demo/README.md for the recorded run); it writes `data/demo/backbone/` with `save_pretrained` (safetensors).
 """
 
@@ -21,9 +21,9 @@ import torch
 from transformers import AutoTokenizer, T5Config, T5ForConditionalGeneration
 from transformers.optimization import Adafactor
 
-from zemi.checkpoints import write_text_atomic
-from zemi.demo.corpus import CORPUS_PATH, read_corpus
-from zemi.demo.tokenizer import BACKBONE_DIR, NUM_SENTINELS
+from zemi.io import write_text_atomic
+from demo_builders.corpus import CORPUS_PATH, read_corpus
+from demo_builders.tokenizer import BACKBONE_DIR, NUM_SENTINELS
 
 logger = logging.getLogger(__name__)
 

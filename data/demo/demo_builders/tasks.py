@@ -1,6 +1,6 @@
 """The demo's P3-style task mixture, derived from WordNet: 8 training and 4 held-out multiple-choice tasks.
 
-Run `python -m zemi.demo.tasks` to (re)write `data/demo/tasks/<task>/` in the builder's custom-task layout
+Run `PYTHONPATH=data/demo python -m demo_builders.tasks` to (re)write `data/demo/tasks/<task>/` in the builder's custom-task layout
 (`task.yaml`, `train.jsonl` / `validation.jsonl`, promptsource `templates.yaml`) and `data/demo/tasks/mixture.json`.
 
 Every example asks about one fact that is written verbatim in one corpus document (its `support_id`), and is kept only
@@ -26,8 +26,8 @@ from typing import Callable, Iterator
 
 import yaml
 
-from zemi.demo.corpus import DEMO_DIR, category, document_text, head_word
-from zemi.demo.wordnet import DEFAULT_WORDNET_DIR, Synset, load_wordnet
+from demo_builders.corpus import DEMO_DIR, category, document_text, head_word
+from demo_builders.wordnet import DEFAULT_WORDNET_DIR, Synset, load_wordnet
 
 logger = logging.getLogger(__name__)
 

@@ -1,6 +1,6 @@
 """Train the demo's T5-style unigram tokenizer on the demo corpus and save it where the backbone lives.
 
-Run `python -m zemi.demo.tokenizer`; the result loads with `AutoTokenizer.from_pretrained("data/demo/backbone")` as a
+Run `PYTHONPATH=data/demo python -m demo_builders.tokenizer`; the result loads with `AutoTokenizer.from_pretrained("data/demo/backbone")` as a
 `T5Tokenizer` with T5's layout: pad 0, eos 1, unk 2, the learned pieces, then `<extra_id_99> ... <extra_id_0>`.
 """
 
@@ -18,7 +18,7 @@ from tokenizers.models import Unigram
 from tokenizers.trainers import UnigramTrainer
 from transformers import T5Tokenizer
 
-from zemi.demo.corpus import CORPUS_PATH, DEMO_DIR, read_corpus
+from demo_builders.corpus import CORPUS_PATH, DEMO_DIR, read_corpus
 
 logger = logging.getLogger(__name__)
 

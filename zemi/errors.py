@@ -1,0 +1,15 @@
+"""The project's error types: problems with the user's input that a message can explain. The entry points print
+them as `error: <message>` and exit with status 2 (`--debug` or ZEMI_DEBUG=1 shows the traceback); any other
+exception is a bug and keeps its traceback."""
+
+
+class ZemiError(Exception):
+    """An input the user can fix: a flag, a file, a directory, a checkpoint."""
+
+
+class ConfigError(ZemiError, ValueError):
+    """An impossible flag value, or flags that do not fit together or with the files they name."""
+
+
+class MissingInputError(ZemiError, FileNotFoundError):
+    """A file or directory that a flag names, or that a run directory should hold, does not exist."""
