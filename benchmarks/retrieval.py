@@ -254,9 +254,10 @@ def c4_like(args, queries: list[str]) -> dict:
             report["builds"][dtype] = result
         if len(args.dtypes) > 1:
             first, second = (report["builds"][dtype] for dtype in args.dtypes[:2])
+            versus = f"{args.dtypes[0]}_over_{args.dtypes[1]}"
             report["ratios"] = {
-                f"index_disk_{args.dtypes[0]}_over_{args.dtypes[1]}": first["index_disk_bytes"] / second["index_disk_bytes"],
-                f"index_peak_anonymous_{args.dtypes[0]}_over_{args.dtypes[1]}":
+                f"index_disk_{versus}": first["index_disk_bytes"] / second["index_disk_bytes"],
+                f"index_peak_anonymous_{versus}":
                     first["index_peak_anonymous_mib"] / second["index_peak_anonymous_mib"],
             }
         report["store_disk_gb_per_million_documents"] = report["store_disk_bytes"] * 1e6 / report["num_documents"] / 1e9

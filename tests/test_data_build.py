@@ -69,21 +69,28 @@ def test_template_dirs_have_the_authors_names(task, template, expected):
 
 
 def test_sorted_names_sample_the_authors_templates():
-    # The order of `sorted()` decides what `random.sample(..., 2)` picks: "…" (U+2026) sorts after every ASCII
-    # letter, "," and "?" before them, so P3-style names ("super_glue_copa__As_a_result_C1_or_C2_") would sort
-    # the copa templates differently.
+    # What `random.sample(sorted(...), 2)` picks depends on the order of `sorted()`: "…" (U+2026) sorts after
+    # every ASCII letter, "," and "?" before them, so P3-style names ("super_glue_copa__As_a_result_C1_or_C2_")
+    # order the copa templates differently.
     copa = sorted(template_dir_name(BUILTIN_TASKS["super_glue_copa"], t.name)
                   for t in load_templates(BUILTIN_TASKS["super_glue_copa"]))
-    assert copa[0] == "super_glue_copa_C1_or_C2?_premise,_sobecause…" and copa[-1] == "super_glue_copa_…why?_C1_or_C2"
-    rng = random.Random(42)
-    picked = {}
-    for name in TASK_GROUPS["train"]:  # as the authors' training does: one seeded draw after another
-        spec = BUILTIN_TASKS[name]
-        picked[name] = rng.sample(sorted(template_dir_name(spec, t.name) for t in load_templates(spec)), 2)
-    assert picked["sciq"] == sorted(picked["sciq"], reverse=True) or set(picked["sciq"]) == {
-        "sciq_Multiple_Choice", "sciq_Multiple_Choice_Question_First"}
-    assert set(picked["dream"]) == {"dream_baseline", "dream_read_the_following_conversation_and_answer_the_question"}
-    assert all(len(set(pair)) == 2 for pair in picked.values())
+    assert copa[0] == "super_glue_copa_C1_or_C2?_premise,_sobecause…"
+    assert copa[-1] == "super_glue_copa_…why?_C1_or_C2"
+    rng = random.Random(42)  # as the authors' training: seed 42, then one draw per dataset, in mixture order
+    picked = {name: rng.sample(sorted(template_dir_name(BUILTIN_TASKS[name], t.name)
+                                      for t in load_templates(BUILTIN_TASKS[name])), 2)
+              for name in TASK_GROUPS["train"]}
+    assert picked == {
+        "cos_e_v1.11": ["cos_e_v1.11_question_option_description_text", "cos_e_v1.11_description_question_option_id"],
+        "cosmos_qa": ["cosmos_qa_context_description_question_answer_id",
+                      "cosmos_qa_description_context_question_answer_text"],
+        "dream": ["dream_read_the_following_conversation_and_answer_the_question", "dream_baseline"],
+        "qasc": ["qasc_qa_with_separated_facts_1", "qasc_qa_with_separated_facts_4"],
+        "quartz": ["quartz_answer_question_below", "quartz_read_passage_below_choose"],
+        "sciq": ["sciq_Multiple_Choice", "sciq_Multiple_Choice_Question_First"],
+        "social_i_qa": ["social_i_qa_Show_choices_and_generate_answer", "social_i_qa_Show_choices_and_generate_index"],
+        "wiqa": ["wiqa_effect_with_label_answer", "wiqa_effect_with_string_answer"],
+    }
 
 
 def test_apply_template_follows_p3():

@@ -162,7 +162,8 @@ class ParallelSearch:
     def search(self, queries: Sequence[str], k: int = 30) -> list[Hits]:
         if isinstance(queries, str):
             raise TypeError("search takes a list of query texts, not one string")
-        jobs = [(list(queries[start : start + self.chunk_size]), k) for start in range(0, len(queries), self.chunk_size)]
+        size = self.chunk_size
+        jobs = [(list(queries[start : start + size]), k) for start in range(0, len(queries), size)]
         return [hits for chunk in self.pool.map(_search_in_worker, jobs) for hits in chunk]
 
     def close(self) -> None:
