@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Sequence
 
+from zemi.io import write_text_atomic
 from zemi.tools import retrieval_page
 
 logger = logging.getLogger(__name__)
@@ -154,7 +155,7 @@ def visualize_task(dataset_dir: Path, output: Path, *, num_instances: int, num_d
         for directory, kind in KINDS.items():
             path = output / directory / f"retrieval_vis_{short_name}__{dataset_dir.name}.txt"
             path.parent.mkdir(parents=True, exist_ok=True)
-            path.write_text(format_instances(select(instances, kind, num_instances)), encoding="utf-8")
+            write_text_atomic(path, format_instances(select(instances, kind, num_instances)))
             written.append(path)
     written.append(write_summary(dataset_dir, output, summaries))
     logger.info("visualized %s (template %s)", dataset_dir.name, templates[0].name)
@@ -166,7 +167,7 @@ def write_summary(dataset_dir: Path, output: Path, summaries: dict[str, retrieva
     path.parent.mkdir(parents=True, exist_ok=True)
     splits = [f"{json.dumps(split)}: {json.dumps(retrieval_page.summary_to_json(summary))}"
               for split, summary in summaries.items()]
-    path.write_text("{\n" + ",\n".join(splits) + "\n}\n", encoding="utf-8")  # one line per split
+    write_text_atomic(path, "{\n" + ",\n".join(splits) + "\n}\n")  # one line per split
     return path
 
 
@@ -189,7 +190,7 @@ def write_index_html(output: Path, title: str = "") -> Path:
             summaries[task] = {split: retrieval_page.summary_from_json(data[split]) for split in SPLIT_NAMES
                                if split in data}
     target = output / "index.html"
-    target.write_text(retrieval_page.render_page(title or output.name, summaries, views), encoding="utf-8")
+    write_text_atomic(target, retrieval_page.render_page(title or output.name, summaries, views))
     return target
 
 
