@@ -2,7 +2,9 @@
 
 It holds `args.json`, optionally `perceiver_config.json`, and `step_<N>` checkpoints: ours are `save_pretrained`
 directories (safetensors); the authors' are `torch.save` state-dict files (Zemi, FiD) or `save_pretrained`
-directories (No Aug, Concat). Checkpoints are written atomically (`zemi.io.publish`) and checked before loading
+directories (No Aug, Concat). A converted run (`zemi.convert_original_checkpoint`) is one Hugging Face model
+directory with the run's `args.json` beside its config.json: its one checkpoint is the directory itself, and its
+fusion settings are the config's. Checkpoints are written atomically (`zemi.io.publish`) and checked before loading
 (`zemi.models.checkpoint_files`): an evaluation sweep skips unreadable ones.
 """
 
@@ -18,6 +20,7 @@ from typing import Any
 import torch
 from transformers import T5Config
 
+from zemi.models.configuration_zemi import load_model_config
 from zemi.errors import ConfigError, MissingInputError
 from zemi.data.processing import TextRules
 from zemi.faults import crash_point
@@ -81,9 +84,17 @@ class RunDirectory:
         config_file = path / "perceiver_config.json"
         if config_file.is_file():  # Zemi's fusion settings; FiD's run keeps it for num_aug_sources
             run.perceiver_config = PerceiverXattnConfig.from_json(config_file)
+        elif run.is_model_directory and getattr(saved := run.model_config(path), "perceiver_xattn_config", None):
+            run.perceiver_config = PerceiverXattnConfig.from_dict(saved.perceiver_xattn_config,
+                                                                  source=str(path / "config.json"))
         elif architecture.needs_perceiver_config:
             raise MissingInputError(f"{path}: architecture {run.architecture} needs perceiver_config.json beside args.json")
         return run
+
+    @property
+    def is_model_directory(self) -> bool:
+        """A converted run: the directory itself is the model (config.json beside args.json), not step_* dirs."""
+        return (self.path / "config.json").is_file()
 
     @property
     def architecture(self) -> str:
@@ -105,6 +116,8 @@ class RunDirectory:
 
     def checkpoints(self, step: int = -1) -> list[tuple[int, Path]]:
         found = step_entries(self.path)
+        if not found and self.is_model_directory:  # the step it was converted from, recorded in args.json
+            found = [(int(self.args.get("checkpoint_step", 0)), self.path)]
         if step == -1:
             if not found:
                 raise MissingInputError(f"{self.path} holds no step_* checkpoints")
@@ -118,7 +131,7 @@ class RunDirectory:
         """Ours: the checkpoint directory's config.json; the authors' state-dict files: the backbone's."""
         source = checkpoint if checkpoint.is_dir() else self.args.get("config_name") or self.backbone
         try:
-            return T5Config.from_pretrained(source)
+            return load_model_config(source)
         except (OSError, ValueError) as err:
             if checkpoint.is_dir():
                 raise CheckpointReadError(f"{checkpoint}: no readable config.json ({err})") from None
