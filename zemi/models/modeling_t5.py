@@ -22,6 +22,7 @@ from transformers import T5Config, T5ForConditionalGeneration
 from transformers.modeling_outputs import BaseModelOutput, Seq2SeqLMOutput
 
 from zemi.errors import ConfigError
+from zemi.models.configuration_zemi import ZemiConfig, ZemiFiDConfig, convert_config, load_model_config
 from zemi.models.modeling_xattn import GATES, GatedCrossAttentionBlock, PerceiverResampler
 
 logger = logging.getLogger(__name__)
@@ -29,7 +30,7 @@ logger = logging.getLogger(__name__)
 __all__ = [
     "AUG_INPUT_NAMES", "MODEL_INPUT_NAMES", "ARCHITECTURES", "Architecture", "Encoded", "PerceiverXattnConfig",
     "T5WithOwnLMHead", "T5ForConditionalGenerationFiD", "T5ForConditionalGenerationMultiAug", "build_model",
-    "encode_slots", "get_architecture", "model_from_config", "model_inputs", "read_perceiver_json",
+    "encode_slots", "get_architecture", "model_config_for", "model_from_config", "model_inputs", "read_perceiver_json",
     "resolve_perceiver_config",
 ]
 
@@ -186,6 +187,13 @@ class T5ForConditionalGenerationFiD(_DocumentFusedT5):
     and ignored, padded slots being hidden from the decoder by `aug_attention_mask`.
     """
 
+    config_class = ZemiFiDConfig  # model_type "zemi_fid": AutoModelForSeq2SeqLM loads a saved FiD as FiD
+
+    def __init__(self, config: T5Config):
+        if not isinstance(config, ZemiFiDConfig):  # a backbone's T5Config
+            config = convert_config(config, ZemiFiDConfig)
+        super().__init__(config)
+
     def encode(self, input_ids, attention_mask, aug_input_ids, aug_attention_mask, aug_exist_idx=None) -> Encoded:
         b, m, la = aug_input_ids.shape
         # Padding slots (no token at all) are hidden from the decoder by their mask: no need to encode them.
@@ -202,8 +210,12 @@ class T5ForConditionalGenerationMultiAug(_DocumentFusedT5):
     slots (`aug_exist_idx` 1). With the gates at 0 (fresh model) the output is exactly the backbone T5's.
     """
 
+    config_class = ZemiConfig  # model_type "zemi": AutoModelForSeq2SeqLM loads a saved Zemi as Zemi
+
     def __init__(self, config: T5Config, perceiver_xattn_config: PerceiverXattnConfig | dict | None = None):
         fusion = _perceiver_config_for(config, perceiver_xattn_config)
+        if not isinstance(config, ZemiConfig):  # a backbone's T5Config
+            config = convert_config(config, ZemiConfig)
         config.perceiver_xattn_config = fusion.to_dict()  # saved with the model by save_pretrained
         super().__init__(config)
         self.fusion_config = fusion
@@ -355,8 +367,26 @@ def model_from_config(
     """A randomly initialised model (tests, benchmarks; build under `torch.device("meta")` to only count)."""
     fusion = resolve_perceiver_config(architecture, perceiver_config)
     model_class = get_architecture(architecture).model_class
-    config = copy.deepcopy(t5_config)
+    config = model_config_for(architecture, t5_config, fusion or perceiver_config)
     return model_class(config, fusion) if fusion is not None else model_class(config)
+
+
+def model_config_for(architecture: str, config: T5Config,
+                     perceiver_config: PerceiverXattnConfig | dict | str | os.PathLike | None = None) -> T5Config:
+    """The config a model of `architecture` carries (a copy): for Zemi and FiD the T5 settings as their own config
+    class (model_type "zemi" / "zemi_fid", which AutoConfig reads), with `model_architecture` and the fusion
+    settings (FiD keeps them for its number of document slots); for plain T5 a T5Config."""
+    config_class = get_architecture(architecture).model_class.config_class
+    if config_class is T5Config:
+        return copy.deepcopy(config)
+    settings: dict[str, Any] = {"model_architecture": architecture}
+    if isinstance(perceiver_config, (str, os.PathLike)):
+        settings["perceiver_xattn_config"] = PerceiverXattnConfig.from_json(perceiver_config).to_dict()
+    elif perceiver_config is not None:
+        fusion = perceiver_config if isinstance(perceiver_config, PerceiverXattnConfig) else \
+            PerceiverXattnConfig.from_dict(dict(perceiver_config))
+        settings["perceiver_xattn_config"] = fusion.to_dict()
+    return convert_config(config, config_class, **settings)
 
 
 def build_model(
@@ -367,15 +397,16 @@ def build_model(
 ) -> T5WithOwnLMHead:
     """Load every backbone weight of a T5 checkpoint (hub name or directory) into `architecture`; only the new
     fusion modules start fresh. Also loads our own saved Zemi/FiD directories (their config carries the fusion
-    settings)."""
+    settings), in both formats: model_type "zemi" / "zemi_fid", or "t5" with a `perceiver_xattn_config` key as
+    written before those classes existed."""
     arch = get_architecture(architecture)
-    config = T5Config.from_pretrained(model_name_or_path)
-    saved_fusion = getattr(config, "perceiver_xattn_config", None)  # set in our own saved Zemi directories
+    config = load_model_config(model_name_or_path)
+    saved_fusion = getattr(config, "perceiver_xattn_config", None)  # set in our own saved Zemi (and FiD) directories
     fusion = resolve_perceiver_config(architecture, perceiver_config or saved_fusion)
     if fusion is not None:
         # Fail before loading (or downloading) any weights.
         fusion.check(d_model=config.d_model, source=f"perceiver config for {model_name_or_path}")
-        config.perceiver_xattn_config = fusion.to_dict()
+    config = model_config_for(architecture, config, fusion or perceiver_config or saved_fusion)
     model = arch.model_class.from_pretrained(model_name_or_path, config=config, **from_pretrained_kwargs)
     if isinstance(model, T5ForConditionalGenerationMultiAug):
         if saved_fusion is None:
