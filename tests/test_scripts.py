@@ -45,3 +45,10 @@ def test_skip_train_needs_a_run_directory_and_says_where_checkpoints_go(tmp_path
                       OUTPUT_SRC_ROOT=str(tmp_path / "out"))
     assert done.returncode == 2
     assert "p3_finetuning/zemi_large has no args.json" in done.stderr and DOWNLOAD in done.stderr
+
+
+def test_an_unknown_preset_ends_the_script_at_once(tmp_path):
+    done = run_script("zemi_base.sh", ZEMI_PRESET="nope", OUTPUT_SRC_ROOT=str(tmp_path / "out"))
+    assert done.returncode == 2
+    assert "cannot read preset 'nope'" in done.stderr and "unbound variable" not in done.stderr
+    assert not (tmp_path / "out").exists()
