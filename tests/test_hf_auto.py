@@ -128,6 +128,7 @@ def test_config_classes_and_an_unknown_model_type(tmp_path, tiny_t5_dir):
     zemi = build_model("SharedEncoderDecoder_MultiAug", tiny_t5_dir, TINY_PERCEIVER)
     fid = build_model("FiD", tiny_t5_dir, TINY_PERCEIVER)
     assert isinstance(zemi.config, ZemiConfig) and isinstance(fid.config, ZemiFiDConfig)
+    assert (zemi.config.model_type, fid.config.model_type) == ("zemi", "zemi_fid")
     assert fid.config.perceiver_xattn_config["num_aug_sources"] == TINY_PERCEIVER["num_aug_sources"]
     # the backbone's own settings survive the change of class (T5 v1.1: its own LM head)
     assert zemi.config.scale_decoder_outputs is False and zemi.config.d_model == 32

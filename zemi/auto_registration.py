@@ -9,8 +9,6 @@ removes itself. Standard library only.
 
 from __future__ import annotations
 
-import importlib.abc
-import importlib.util
 import sys
 
 AUTO_MODULES = ("transformers.models.auto.configuration_auto", "transformers.models.auto.modeling_auto")
@@ -38,10 +36,12 @@ def _register_if_ready(just_imported: str | None = None) -> None:
     import zemi.models.auto  # noqa: F401  (registers)
 
 
-class _Loader(importlib.abc.Loader):
+# The finder and loader follow importlib's protocols without subclassing importlib.abc, whose import costs more
+# than all the rest of `import zemi`.
+class _Loader:
     """Runs the real loader, then tries to register; afterwards the module keeps its real loader."""
 
-    def __init__(self, loader: importlib.abc.Loader):
+    def __init__(self, loader):
         self.loader = loader
 
     def create_module(self, spec):
@@ -56,7 +56,7 @@ class _Loader(importlib.abc.Loader):
         return getattr(self.loader, name)
 
 
-class _Finder(importlib.abc.MetaPathFinder):
+class _Finder:
     """Wraps the loader of every module that registering imports, while registration is pending."""
 
     def find_spec(self, name, path, target=None):

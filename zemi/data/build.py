@@ -270,9 +270,13 @@ def _limit(raw: dict[str, list[dict]], limit: int | None) -> dict[str, list[dict
     return raw if limit is None else {split: examples[:limit] for split, examples in raw.items()}
 
 
+class _HelpFormatter(argparse.RawDescriptionHelpFormatter, argparse.ArgumentDefaultsHelpFormatter):
+    """The module docstring as written, and every option's default."""
+
+
 def parse_args(argv: Sequence[str] | None = None) -> BuildConfig:
     """Command-line flags, one per `BuildConfig` field."""
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=_HelpFormatter)
     for option in fields(BuildConfig):
         kind = {"int | None": int, "float | None": float, "int": int, "float": float}.get(str(option.type), str)
         extra = {key: value for key, value in option.metadata.items() if key != "help"}

@@ -49,4 +49,5 @@ def load_model_config(source: str | os.PathLike) -> T5Config:
 
 def convert_config(config: T5Config, config_class: type[T5Config], **settings: Any) -> T5Config:
     """`config` as an instance of `config_class` (e.g. a backbone's `T5Config` as a `ZemiConfig`), with `settings`."""
-    return config_class.from_dict({**config.to_dict(), **settings})
+    values = {name: value for name, value in config.to_dict().items() if name != "model_type"}  # the class's own
+    return config_class.from_dict({**values, **settings})

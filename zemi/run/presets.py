@@ -136,7 +136,8 @@ def shell_default(value: str) -> str:
 
 
 def main(argv: Sequence[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description="Print a recipe preset (as JSON, or as shell defaults).")
+    parser = argparse.ArgumentParser(description="Print a recipe preset (as JSON, or as shell defaults).",
+                                     formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     parser.add_argument("name", choices=sorted(PRESETS))
     parser.add_argument("--shell", action="store_true",
                         help="print `export VAR=\"${VAR:-default}\"` lines (what SETUP_ENV.sh evaluates)")

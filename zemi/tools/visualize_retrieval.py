@@ -194,8 +194,12 @@ def write_index_html(output: Path, title: str = "") -> Path:
     return target
 
 
+class _HelpFormatter(argparse.RawDescriptionHelpFormatter, argparse.ArgumentDefaultsHelpFormatter):
+    """The module docstring as written, and every option's default."""
+
+
 def main(argv: Sequence[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=_HelpFormatter)
     parser.add_argument("--data_root", required=True, help="a 30aug root: <root>/<dataset_dir>/<template>/")
     parser.add_argument("--output", default="visualization")
     parser.add_argument("--tasks", nargs="*", default=None, help="dataset dirs (default: every one under the root)")
