@@ -72,7 +72,8 @@ def test_impossible_training_settings_fail_at_start_up(extra, message, tmp_path,
     ({"dim": 64}, r"perceiver dim 64 does not match the T5 backbone's d_model 32; use .* or set \"dim\": 32"),
     ({"num_latents": 0}, "num_latents must be a positive integer, got 0"),
     ({"num_latent": 64}, r"unknown field\(s\) \['num_latent'\]"),
-    ({"cross_attn_every": 2}, "cross_attn_every must be 1"),
+    ({"cross_attn_every": 0}, "cross_attn_every must be a positive integer, got 0"),
+    ({"only_attend_immediate_media": True}, "only_attend_immediate_media must be false"),
 ])
 def test_perceiver_settings_that_cannot_work_fail_at_start_up(changes, message, tmp_path, weightless_backbone):
     perceiver = perceiver_file(tmp_path, **changes)

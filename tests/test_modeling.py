@@ -211,12 +211,13 @@ def test_no_tanh_gate_ablation_is_a_plain_residual_block(tiny_t5_dir):
 def test_frozen_aug_encoder_ablation_starts_as_a_frozen_copy(tiny_t5_dir):
     model = build_model("SharedEncoderDecoder_MultiAug_FrozenAugEncoder", tiny_t5_dir, tiny_perceiver_config())
     assert model.fusion_config.separate_aug_encoder
-    for (name, a), (_, b) in zip(model.encoder.state_dict().items(), model.aug_encoder.state_dict().items()):
+    copy = model.frozen_encoder.encoder
+    for (name, a), (_, b) in zip(model.encoder.state_dict().items(), copy.state_dict().items()):
         assert torch.equal(a, b), name
-    assert not any(p.requires_grad for p in model.aug_encoder.parameters())
+    assert not any(p.requires_grad for p in model.frozen_encoder.parameters())
     open_gates(model)
     model.train()(**random_batch()).loss.backward()
-    assert all(p.grad is None for p in model.aug_encoder.parameters())
+    assert all(p.grad is None for p in model.frozen_encoder.parameters())
     assert model.encoder.block[0].layer[0].SelfAttention.q.weight.grad is not None
 
 

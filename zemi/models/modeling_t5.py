@@ -18,8 +18,10 @@ from typing import Any, NamedTuple
 
 import torch
 from torch import nn
-from transformers import T5Config, T5ForConditionalGeneration
+from transformers import T5Config, T5EncoderModel, T5ForConditionalGeneration
+from transformers.masking_utils import create_bidirectional_mask
 from transformers.modeling_outputs import BaseModelOutput, Seq2SeqLMOutput
+from transformers.models.t5.modeling_t5 import T5Attention, T5Block, T5DenseActDense, T5DenseGatedActDense, T5LayerNorm
 
 from zemi.errors import ConfigError
 from zemi.models.configuration_zemi import ZemiConfig, ZemiFiDConfig, convert_config, load_model_config
@@ -68,11 +70,11 @@ class PerceiverXattnConfig:
     ff_mult: int = 2  # resampler feed-forward width multiplier
     xattn_ff_mult: int = 4  # cross-attention block feed-forward width multiplier
     freeze_lm: bool = False  # train only the fusion modules
-    cross_attn_every: int = 1  # kept for the original files; Zemi fuses once, on the encoder output
+    cross_attn_every: int = 1  # with num_xattn_layers > 1: a gated block before every n-th extra T5 block
     only_attend_immediate_media: bool = False  # kept for the original files; must stay False
-    num_xattn_layers: int = 1  # gated cross-attention blocks stacked on the encoder output
+    num_xattn_layers: int = 1  # > 1: that many fresh T5 blocks interleaved with gated blocks (see fusion_stack)
     gate: str = "tanh"  # "none": the "no tanh gate" ablation
-    separate_aug_encoder: bool = False  # encode documents with a frozen copy of the encoder
+    separate_aug_encoder: bool = False  # encode documents with a frozen copy of the encoder (`frozen_encoder.*`)
 
     @classmethod
     def from_dict(cls, values: dict[str, Any], *, source: str = "perceiver config") -> PerceiverXattnConfig:
@@ -93,17 +95,17 @@ class PerceiverXattnConfig:
 
     def check(self, *, d_model: int | None = None, source: str = "perceiver config") -> None:
         positive = ("dim", "depth", "dim_head", "heads", "num_latents", "num_aug_sources", "ff_mult",
-                    "xattn_ff_mult", "num_xattn_layers")
+                    "xattn_ff_mult", "num_xattn_layers", "cross_attn_every")
         for name in positive:
             value = getattr(self, name)
             if not isinstance(value, int) or isinstance(value, bool) or value < 1:
                 raise ConfigError(f"{source}: {name} must be a positive integer, got {value!r}")
         if self.gate not in GATES:
             raise ConfigError(f"{source}: gate must be one of {GATES}, got {self.gate!r}")
-        if self.cross_attn_every != 1 or self.only_attend_immediate_media:
+        if self.only_attend_immediate_media:
             raise ConfigError(
-                f"{source}: Zemi fuses documents once, on the encoder output; cross_attn_every must be 1 and "
-                "only_attend_immediate_media false (the values of the published configs)"
+                f"{source}: only_attend_immediate_media must be false (the value of every published config; Zemi's "
+                "encoder output has no media positions to restrict attention to)"
             )
         if d_model is not None and self.dim != d_model:
             raise ConfigError(
@@ -189,7 +191,8 @@ class T5ForConditionalGenerationFiD(_DocumentFusedT5):
 
     config_class = ZemiFiDConfig  # model_type "zemi_fid": AutoModelForSeq2SeqLM loads a saved FiD as FiD
 
-    def __init__(self, config: T5Config):
+    def __init__(self, config: T5Config, *, perceiver_xattn_config: Any = None):
+        # perceiver_xattn_config: accepted and ignored, as the authors' FiD constructor does (FiD has no fusion modules)
         if not isinstance(config, ZemiFiDConfig):  # a backbone's T5Config
             config = convert_config(config, ZemiFiDConfig)
         super().__init__(config)
@@ -228,14 +231,13 @@ class T5ForConditionalGenerationMultiAug(_DocumentFusedT5):
             num_aug_sources=fusion.num_aug_sources,
             ff_mult=fusion.ff_mult,
         )
-        self.xattn_stack = nn.ModuleList(
-            GatedCrossAttentionBlock(
-                dim=fusion.dim, dim_head=fusion.dim_head, heads=fusion.heads, ff_mult=fusion.xattn_ff_mult,
-                gate=fusion.gate,
-            )
-            for _ in range(fusion.num_xattn_layers)
-        )
-        self.aug_encoder = copy.deepcopy(self.encoder) if fusion.separate_aug_encoder else None
+        self.xattn_stack = fusion_stack(self.encoder.config, fusion)
+        for block in self.xattn_stack:  # built after post_init: give extra T5 blocks T5's initialisation here
+            if isinstance(block, T5Block):
+                reset_t5_block(block, config)
+        # The FrozenAugEncoder ablation's document encoder, laid out as the authors' (a T5EncoderModel):
+        # `frozen_encoder.shared.*`, `frozen_encoder.encoder.*`.
+        self.frozen_encoder = T5EncoderModel(copy.deepcopy(config)) if fusion.separate_aug_encoder else None
         self.apply_freezing()
 
     def _init_weights(self, module: nn.Module) -> None:
@@ -245,6 +247,11 @@ class T5ForConditionalGenerationMultiAug(_DocumentFusedT5):
             module.reset_parameters()
         else:
             super()._init_weights(module)
+            # transformers reaches only the leaves of a block it did not load: give the whole extra T5 block of a
+            # deeper stack T5's initialisation again (its last leaf's call is the one that stays)
+            for block in getattr(self, "xattn_stack", ()):
+                if isinstance(block, T5Block) and any(module is sub for sub in block.modules()):
+                    reset_t5_block(block, self.config)
 
     def fusion_modules(self) -> list[nn.Module]:
         return [self.perceiver_resampler, self.xattn_stack]
@@ -255,31 +262,81 @@ class T5ForConditionalGenerationMultiAug(_DocumentFusedT5):
             fusion_params = {id(p) for module in self.fusion_modules() for p in module.parameters()}
             for param in self.parameters():
                 param.requires_grad_(id(param) in fusion_params)
-        if self.aug_encoder is not None:
-            self.aug_encoder.requires_grad_(False)
+        if self.frozen_encoder is not None:
+            self.frozen_encoder.requires_grad_(False)
 
-    def copy_encoder_to_aug_encoder(self) -> None:
-        """Start the separate document encoder as a frozen copy of the (pretrained) shared encoder."""
-        if self.aug_encoder is not None:
-            self.aug_encoder.load_state_dict(self.encoder.state_dict())
-            self.aug_encoder.requires_grad_(False)
+    def copy_encoder_to_frozen_encoder(self) -> None:
+        """Start the separate document encoder as a frozen copy of the (pretrained) shared encoder, as the original
+        loads it from the backbone checkpoint."""
+        if self.frozen_encoder is not None:
+            self.frozen_encoder.encoder.load_state_dict(self.encoder.state_dict())  # its embedding is `shared`
+            self.frozen_encoder.requires_grad_(False)
 
     def encode(self, input_ids, attention_mask, aug_input_ids, aug_attention_mask, aug_exist_idx=None) -> Encoded:
         hidden = self.encoder(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state  # (B, L, D)
         b, m, la = aug_input_ids.shape
-        doc_encoder = self.aug_encoder if self.aug_encoder is not None else self.encoder
+        doc_encoder = self.frozen_encoder.encoder if self.frozen_encoder is not None else self.encoder
         # Absent slots (aug_exist_idx 0) are masked out of the cross-attention: no need to encode them. An example
         # without any document attends uniformly to all its slots (as in the original), so those are encoded.
         present = None
         if aug_exist_idx is not None:
             present = aug_exist_idx.bool()
             present = present | ~present.any(dim=1, keepdim=True)
-        with torch.set_grad_enabled(torch.is_grad_enabled() and self.aug_encoder is None):
+        with torch.set_grad_enabled(torch.is_grad_enabled() and self.frozen_encoder is None):
             docs = encode_slots(doc_encoder, aug_input_ids, aug_attention_mask, present)  # (B*M, La, D)
         media = self.perceiver_resampler(docs.reshape(b, m, la, -1))  # (B, M, num_latents, D)
+        mask = None
         for block in self.xattn_stack:
-            hidden = block(hidden, media, aug_exist_idx)  # (B, L, D)
+            if isinstance(block, GatedCrossAttentionBlock):
+                hidden = block(hidden, media, aug_exist_idx)  # (B, L, D)
+            else:  # an extra T5 block (num_xattn_layers > 1): self-attention over the input, no position bias
+                if mask is None:
+                    mask = create_bidirectional_mask(config=self.encoder.config, inputs_embeds=hidden,
+                                                     attention_mask=attention_mask)
+                hidden = block(hidden, attention_mask=mask, position_bias=None)[0]
         return Encoded(hidden, attention_mask)
+
+
+def fusion_stack(encoder_config: T5Config, fusion: PerceiverXattnConfig) -> nn.ModuleList:
+    """The authors' `xattn_stack`: one gated cross-attention block; with `num_xattn_layers` n > 1, n fresh T5
+    encoder blocks (no relative position bias, T5's own initialisation, no pretrained weights) with a gated block
+    inserted before blocks 0, k, 2k, ... (k = `cross_attn_every`): for k = 1, [gated, T5, gated, T5, ...]."""
+
+    def gated() -> GatedCrossAttentionBlock:
+        return GatedCrossAttentionBlock(dim=fusion.dim, dim_head=fusion.dim_head, heads=fusion.heads,
+                                        ff_mult=fusion.xattn_ff_mult, gate=fusion.gate)
+
+    if fusion.num_xattn_layers == 1:
+        return nn.ModuleList([gated()])
+    layers: list[nn.Module] = [T5Block(encoder_config, has_relative_attention_bias=False)
+                               for _ in range(fusion.num_xattn_layers)]
+    for inserted, position in enumerate(range(0, fusion.num_xattn_layers, fusion.cross_attn_every)):
+        layers.insert(position + inserted, gated())
+    return nn.ModuleList(layers)
+
+
+def reset_t5_block(block: T5Block, config: T5Config) -> None:
+    """T5's initialisation (the formulas of T5PreTrainedModel._init_weights) of a fresh block, which the authors'
+    post_init gives the extra blocks of a deeper fusion stack. Plain tensor methods: transformers' loading guards
+    the init functions of weights its generic init has already marked as initialised."""
+    factor, d_model, d_ff = config.initializer_factor, config.d_model, config.d_ff
+    with torch.no_grad():
+        for module in block.modules():
+            if isinstance(module, T5Attention):
+                inner = module.n_heads * module.key_value_proj_dim
+                module.q.weight.normal_(0.0, factor * (d_model * module.key_value_proj_dim) ** -0.5)
+                module.k.weight.normal_(0.0, factor * d_model**-0.5)
+                module.v.weight.normal_(0.0, factor * d_model**-0.5)
+                module.o.weight.normal_(0.0, factor * inner**-0.5)
+            elif isinstance(module, T5DenseGatedActDense):
+                module.wi_0.weight.normal_(0.0, factor * d_model**-0.5)
+                module.wi_1.weight.normal_(0.0, factor * d_model**-0.5)
+                module.wo.weight.normal_(0.0, factor * d_ff**-0.5)
+            elif isinstance(module, T5DenseActDense):
+                module.wi.weight.normal_(0.0, factor * d_model**-0.5)
+                module.wo.weight.normal_(0.0, factor * d_ff**-0.5)
+            elif isinstance(module, T5LayerNorm):
+                module.weight.fill_(factor)
 
 
 def encode_slots(encoder: nn.Module, ids: torch.Tensor, mask: torch.Tensor, keep: torch.Tensor | None) -> torch.Tensor:
@@ -410,6 +467,6 @@ def build_model(
     model = arch.model_class.from_pretrained(model_name_or_path, config=config, **from_pretrained_kwargs)
     if isinstance(model, T5ForConditionalGenerationMultiAug):
         if saved_fusion is None:
-            model.copy_encoder_to_aug_encoder()  # a plain T5 backbone: the document encoder starts as its copy
+            model.copy_encoder_to_frozen_encoder()  # a plain T5 backbone: the document encoder starts as its copy
         model.apply_freezing()  # loading replaces parameters, and with them their requires_grad flags
     return model

@@ -21,6 +21,8 @@ from zemi.run.presets import PAPER
 logger = logging.getLogger(__name__)
 
 SCHEDULERS = ("linear", "cosine", "cosine_with_restarts", "polynomial", "constant", "constant_with_warmup")
+# adamw_hf: the update rule of transformers.AdamW (v4.19), which the authors trained with; adamw_torch: torch's AdamW
+OPTIMIZERS = ("adamw_hf", "adamw_torch")
 
 
 def option(default: Any, help: str, *flags: str, **argparse_kwargs: Any):
@@ -52,7 +54,7 @@ class TrainConfig:
     num_proc: int = option(1, "Processes for tokenisation")
     debug: bool = option(False, "Use only the first 100 training and validation examples", "-db")
     cache_dir: str | None = option(None, "Tokenised-dataset cache (default: <output_dir>/tokenized_cache)")
-    config_name: str | None = option(None, "T5 config, if not the backbone's", "-cf")
+    config_name: str | None = option(None, "Not supported: the model is built from the backbone's own config.json", "-cf")
     tokenizer_name: str | None = option(None, "Tokenizer, if not the backbone's", "-tk")
     # recipe
     learning_rate: float = option(PAPER.recipe["learning_rate"], "AdamW learning rate", "-lr")
@@ -60,6 +62,9 @@ class TrainConfig:
         None, "Learning rate of Zemi's new fusion modules (Perceiver resampler, cross-attention, gates); default: "
         "--learning_rate, as in the paper")
     weight_decay: float = option(PAPER.recipe["weight_decay"], "AdamW weight decay (0 for biases and LayerNorm weights)", "-wd")
+    optimizer: str = option(OPTIMIZERS[0], "adamw_hf: the authors' transformers.AdamW rule (eps 1e-6 before the bias "
+                            "correction, weight decay after the update); adamw_torch: torch.optim.AdamW (eps 1e-8)",
+                            choices=OPTIMIZERS)
     lr_scheduler_type: str = option(PAPER.recipe["lr_scheduler_type"], "Learning-rate schedule", "-ls", choices=SCHEDULERS)
     warmup_ratio: float = option(PAPER.recipe["warmup_ratio"], "Warm-up steps as a fraction of all steps", "-wr")
     num_warmup_steps: int = option(0, "Warm-up steps (overrides --warmup_ratio when > 0)", "-ws")
@@ -138,6 +143,9 @@ class TrainConfig:
                              "the 30aug data holds original-task templates only")
         if self.do_eval:
             raise ConfigError("--do_eval is not supported by the training scripts; run zemi.eval_original_task_only_xattn")
+        if self.config_name:
+            raise ConfigError(f"--config_name {self.config_name} is not supported: the model is built from the config.json "
+                              "of --lm_name; pass a backbone directory that holds the config you want")
         for name in ("parallelize", "use_slow_tokenizer", "use_processed_dataset"):
             if getattr(self, name):
                 logger.warning("--%s is accepted for compatibility and has no effect", name)
@@ -158,20 +166,49 @@ class EvalConfig:
     max_length: int | None = option(None, "Input tokens (default: the run's args.json, else 1024)")
     aug_max_length: int | None = option(None, "Tokens per document (default: the run's args.json, else 256)")
     target_max_length: int | None = option(None, "Answer-choice tokens (default: the run's args.json, else 256)")
-    concat_input_at_augmentation: bool = option(False, "FiD: prefix documents with the input (also read from args.json)")
+    concat_input_at_augmentation: bool = option(False, "FiD: prefix documents with the input (also read from args.json)",
+                                                "-cia")
     fit_aug_num: int | None = option(None, "Fold this many documents into the slots (default: the run's value)")
     concat_aug_num: int | None = option(None, "Concat baseline's documents (default: the run's args.json)")
     lm_name: str | None = option(None, "Backbone (for config and tokenizer) when args.json does not say")
     strict: bool = option(False, "Fail on a gold target missing from its answer choices instead of scoring choice 0")
     pad_to_max_length: bool = option(False, "Pad inputs and documents to the max lengths instead of the batch's "
-                                     "longest; Zemi's resampler attends to padding, so only this makes its scores "
-                                     "independent of the batch an example falls in")
+                                     "longest (Zemi's documents always are: its resampler attends to padding)")
     mixed_precision: str = option("no", "no (fp32), bf16 or fp16", choices=("no", "bf16", "fp16"))
     cache_dir: str | None = option(None, "Tokenised-dataset cache (default: <output_dir>/tokenized_cache)")
     num_proc: int = option(1, "Processes for tokenisation")
     debug: bool = option(False, "Evaluate only the first 100 examples of each template")
+    tokenizer_name: str | None = option(None, "Tokenizer, if not the run's (or the backbone's)")
+    # accepted for the authors' commands
+    model_architecture: str | None = option(None, "Ignored, as in the authors' script: the run's args.json decides")
+    use_slow_tokenizer: bool = option(False, "Ignored (transformers 5 tokenizers are fast)")
+    parallelize: bool = option(False, "Ignored (model parallelism of old transformers)")
+    config_name: str | None = option(None, "Not supported: the model's config comes from the run directory")
+    filter_dataset: bool = option(False, "Not supported: needs the authors' private task list", "-ftd")
+    error_analysis_dir: str | None = option(None, "Not supported: per-example predictions are not written")
+    eval_average: bool = option(False, "Not supported: evaluates one concatenation of all templates")
+    calibrate: bool = option(False, "Not supported: the authors' calibration needs their private template table")
 
     def validate(self) -> None:
+        unsupported = {
+            "config_name": "the model's config comes from the run directory (its args.json and checkpoints)",
+            "filter_dataset": "it needs the authors' private P3 task list; the 30aug data holds original-task "
+                              "templates only",
+            "error_analysis_dir": "per-example predictions are not written; results.json has every template's "
+                                  "accuracy",
+            "eval_average": "the accuracy of a task's templates concatenated is not written; it equals the mean over "
+                            "the task's templates (same examples in each) that zemi.report computes",
+            "calibrate": "the authors' calibration (caliberation.py) needs their private template table and is not "
+                         "implemented",
+        }
+        for name, why in unsupported.items():
+            if getattr(self, name):
+                raise ConfigError(f"--{name} is not supported: {why}")
+        for name in ("use_slow_tokenizer", "parallelize"):
+            if getattr(self, name):
+                logger.warning("--%s is accepted for compatibility and has no effect", name)
+        if self.model_architecture:
+            logger.warning("--model_architecture is ignored, as in the authors' script: the run's args.json decides")
         if not self.processed_dataset_paths:
             raise ConfigError("--processed_dataset_paths is required: the template dirs to evaluate")
         if self.per_device_eval_batch_size < 1:

@@ -29,7 +29,7 @@ from zemi.models.checkpoint_files import CheckpointReadError
 from zemi.models.modeling_t5 import T5WithOwnLMHead, model_inputs
 from zemi.run.cli import setup_logging
 from zemi.run.config import EvalConfig, parse_config
-from zemi.run.method import Method
+from zemi.run.method import Method, collator_for
 from zemi.run.run_directory import RunDirectory
 
 logger = logging.getLogger(__name__)
@@ -134,7 +134,8 @@ class EvalSource:
                                   else None)
         lengths = MaxLengths(setting("max_length", 1024), setting("aug_max_length", 256),
                              setting("target_max_length", 256))
-        tokenizer_source = run.tokenizer_source() if run else (config.lm_name or config.model_name_or_path)
+        tokenizer_source = config.tokenizer_name or (run.tokenizer_source() if run else
+                                                     (config.lm_name or config.model_name_or_path))
         name = path.name if run else config.model_name_or_path
         return cls(name, run, method, lengths, tokenizer_source)
 
@@ -204,9 +205,8 @@ def run_evaluation(config: EvalConfig) -> Path:
     tokenizer = AutoTokenizer.from_pretrained(source.tokenizer_source)
     featurizer = Featurizer(tokenizer, source.method.rules, source.lengths,
                             input_eos=bool(source.run and source.run.args.get("input_eos")))
-    fixed = config.pad_to_max_length
-    collator = Collator(tokenizer.pad_token_id, input_length=source.lengths.input if fixed else None,
-                        document_length=source.lengths.document if fixed else None)
+    collator = collator_for(source.method, source.lengths, tokenizer.pad_token_id,
+                            pad_to_max_length=config.pad_to_max_length)
     cache_dir = Path(config.cache_dir or output_dir / "tokenized_cache")
     rows = _previous_rows(output_dir / "results.json", source)
     done = {(row["step"], row["template_path"]) for row in rows}

@@ -12,7 +12,8 @@ from typing import Any, Mapping
 
 from transformers import T5Config
 
-from zemi.data.processing import TextRules
+from zemi.data.collate import Collator
+from zemi.data.processing import MaxLengths, TextRules
 from zemi.errors import ConfigError
 from zemi.models.modeling_t5 import (
     ARCHITECTURES,
@@ -84,6 +85,19 @@ def text_rules(architecture: str, perceiver: PerceiverXattnConfig | None, *, con
         raise ConfigError("--concat_aug_num is the Concat baseline's option; FiD and Zemi read documents in slots")
     return TextRules(num_documents=perceiver.num_aug_sources, fit_aug_num=fit_aug_num,
                      concat_input_at_augmentation=concat_input_at_augmentation)
+
+
+def collator_for(method: Method, lengths: MaxLengths, pad_token_id: int, *, pad_to_max_length: bool = False,
+                 pad_to_multiple_of: int | None = None) -> Collator:
+    """How a method's examples are batched, in training and evaluation alike. Zemi's resampler attends to the
+    padding of its documents (no mask, as in the original), so with dynamic padding a Zemi score would depend on
+    which examples share its batch: Zemi's document slots are always padded to `aug_max_length`. The authors pad to
+    the batch's longest document, which is `aug_max_length` in practically every batch of their C4 documents (cut to
+    256 words, over 256 tokens). The other methods mask all padding, so their dynamic padding changes no score."""
+    fixed_documents = pad_to_max_length or get_architecture(method.architecture).needs_perceiver_config
+    return Collator(pad_token_id, pad_to_multiple_of=pad_to_multiple_of,
+                    input_length=lengths.input if pad_to_max_length else None,
+                    document_length=lengths.document if fixed_documents else None)
 
 
 def method_for(config: TrainConfig, *, family: str) -> Method:

@@ -27,7 +27,7 @@ from tqdm.auto import tqdm
 from transformers import AutoTokenizer, get_scheduler
 
 from zemi.errors import MissingInputError
-from zemi.data.collate import LABEL_PAD, Collator
+from zemi.data.collate import LABEL_PAD
 from zemi.data.mixture import load_training_mixture
 from zemi.data.processing import Featurizer, MaxLengths
 from zemi.data.tokenized import EpochSampler, tokenize
@@ -38,7 +38,7 @@ from zemi.models.modeling_t5 import build_model
 from zemi.run.config import TrainConfig, parse_config
 from zemi.run.cli import setup_logging
 from zemi.run.loss import loss_on, unwrap
-from zemi.run.method import Method, check_training_start, method_for
+from zemi.run.method import Method, check_training_start, collator_for, method_for
 from zemi.run.optim import make_optimizer
 from zemi.run.run_directory import RunDirectory, save_model_atomic
 
@@ -101,12 +101,10 @@ class Trainer:
                                              num_proc=config.num_proc) if validation_raw is not None else None)
 
         self.model = self._build_model()
-        collator = Collator(
-            self.tokenizer.pad_token_id,
-            pad_to_multiple_of=8 if config.mixed_precision != "no" else None,
-            input_length=config.max_length if config.pad_to_max_length else None,
-            document_length=config.aug_max_length if config.pad_to_max_length else None,
-        )
+        collator = collator_for(self.method, MaxLengths(config.max_length, config.aug_max_length,
+                                                        config.target_max_length), self.tokenizer.pad_token_id,
+                                pad_to_max_length=config.pad_to_max_length,
+                                pad_to_multiple_of=8 if config.mixed_precision != "no" else None)
         self.sampler = EpochSampler(self.train_data, seed=config.seed,
                                     group_by_length=config.group_by_length,
                                     batch_size=config.per_device_train_batch_size * accelerator.num_processes)

@@ -1,0 +1,102 @@
+"""A score does not depend on how the batch is made: in fp32 each example scored alone, inside a shuffled batch and
+inside a length-sorted batch (evaluation's order) gets the same choice scores, the same prediction and the same
+training loss, for No Aug, Concat, FiD and Zemi, with the collator each method is given (`collator_for`)."""
+
+from __future__ import annotations
+
+import random
+
+import pytest
+import torch
+import torch.nn.functional as F
+from transformers import AutoTokenizer
+
+from tests.helpers import TINY_PERCEIVER
+from zemi.data.mixture import load_eval_templates
+from zemi.data.processing import Featurizer, MaxLengths
+from zemi.modeling_t5 import T5ForConditionalGenerationMultiAug, build_model, model_inputs
+from zemi.run.evaluation import rank_choices
+from zemi.run.loss import loss_on
+from zemi.run.method import Method, collator_for
+
+METHODS = {
+    "no_aug": {"model_architecture": "T5"},
+    "concat": {"model_architecture": "T5", "concat_aug_num": 3},
+    "fid": {"model_architecture": "FiD", "concat_input_at_augmentation": True},
+    "zemi": {"model_architecture": "SharedEncoderDecoder_MultiAug"},
+}
+LENGTHS = MaxLengths(input=48, document=24, target=8)
+BATCH = 5
+
+
+@pytest.fixture(scope="module")
+def examples(data_root, backbone_dir):
+    """Per method: the model (gates open, eval mode), its collator, and tokenised rows of two templates with
+    documents of many lengths (some examples have fewer than 5 documents, one none)."""
+    tokenizer = AutoTokenizer.from_pretrained(backbone_dir)
+    paths = sorted((data_root / "fruit_taste").iterdir()) + sorted((data_root / "animal_colors").iterdir())[:1]
+    templates = load_eval_templates(paths)
+    prepared = {}
+    for name, args in METHODS.items():
+        method = Method.from_args(args, perceiver_values=dict(TINY_PERCEIVER))
+        torch.manual_seed(0)
+        model = build_model(method.architecture, backbone_dir, method.perceiver_config).eval()
+        if isinstance(model, T5ForConditionalGenerationMultiAug):
+            with torch.no_grad():
+                model.xattn_stack[0].attn_gate.fill_(0.8)
+                model.xattn_stack[0].ff_gate.fill_(0.8)
+        featurizer = Featurizer(tokenizer, method.rules, LENGTHS)
+        rows = []
+        for template in templates:
+            data = template.dataset
+            evaluated = data.map(featurizer.eval_features, batched=True, remove_columns=data.column_names)
+            trained = data.map(featurizer.train_features, batched=True, remove_columns=data.column_names)
+            rows += [dict(evaluated[i], labels=trained[i]["labels"]) for i in range(len(data))]
+        prepared[name] = model, collator_for(method, LENGTHS, tokenizer.pad_token_id), rows
+    return prepared
+
+
+@torch.no_grad()
+def choice_scores(model, batch: dict) -> torch.Tensor:
+    """Summed log-probability of every choice of the batch (the full model once per choice, as the authors)."""
+    owner = batch["choice_owner"]
+    repeated = {name: value.index_select(0, owner) for name, value in model_inputs(batch).items()}
+    logits = model(**repeated, decoder_input_ids=model._shift_right(batch["choice_ids"]), use_cache=False).logits
+    log_probs = F.log_softmax(logits.float(), -1).gather(-1, batch["choice_ids"].unsqueeze(-1)).squeeze(-1)
+    return (log_probs * batch["choice_mask"]).sum(-1)
+
+
+def per_example(model, collator, rows: list[dict], order: list[int]) -> dict[int, tuple]:
+    """Scores, prediction and training loss of each example when the rows are batched in `order`."""
+    found = {}
+    for start in range(0, len(order), BATCH):
+        chunk = order[start:start + BATCH]
+        batch = collator([dict(rows[i]) for i in chunk])
+        scores, predictions = choice_scores(model, batch), rank_choices(model, batch)
+        with torch.no_grad():
+            losses, _ = loss_on(model, batch)
+        offsets = torch.cumsum(batch["num_choices"], 0) - batch["num_choices"]
+        for k, i in enumerate(chunk):
+            found[i] = (scores[offsets[k]: offsets[k] + batch["num_choices"][k]], int(predictions[k]), losses[k])
+    return found
+
+
+@pytest.mark.parametrize("name", list(METHODS))
+def test_scores_predictions_and_loss_do_not_depend_on_the_batch(examples, name, one_thread):
+    model, collator, rows = examples[name]
+    alone = {i: per_example(model, collator, rows, [i])[i] for i in range(len(rows))}
+    shuffled = random.Random(0).sample(range(len(rows)), len(rows))
+    longest_first = sorted(range(len(rows)), key=lambda i: -rows[i]["length"])
+    for order in (shuffled, longest_first):
+        batched = per_example(model, collator, rows, order)
+        for i, (scores, prediction, loss) in alone.items():
+            assert torch.allclose(batched[i][0], scores, atol=1e-5, rtol=1e-5), (name, i)
+            assert batched[i][1] == prediction, (name, i)
+            assert torch.allclose(batched[i][2], loss, atol=1e-5, rtol=1e-5), (name, i)
+
+
+def test_documents_of_one_batch_have_several_lengths(examples):
+    """The check above has teeth: dynamic padding would pad these documents to different lengths."""
+    _, _, rows = examples["zemi"]
+    lengths = {len(doc) for row in rows for doc in row["aug_input_ids"]}
+    assert len(lengths) > 3 and max(lengths) <= LENGTHS.document
