@@ -240,6 +240,8 @@ def build_parser(config_class: type, description: str) -> argparse.ArgumentParse
         if f"--{f.name}" not in flags:
             flags.insert(0, f"--{f.name}")
         kwargs = dict(meta["argparse"], dest=f.name, help=meta["help"])
+        if f.default not in (None, (), False) and "default" not in meta["help"]:
+            kwargs["help"] += " (default: %(default)s)"  # --help shows every default
         if isinstance(f.default, bool):
             kwargs.update(action="store_true", default=f.default)
         else:

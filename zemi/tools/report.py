@@ -128,13 +128,17 @@ def write_report(eval_dirs: Sequence[str | Path], output_dir: str | Path, labels
     return table
 
 
+class _HelpFormatter(argparse.RawDescriptionHelpFormatter, argparse.ArgumentDefaultsHelpFormatter):
+    """The module docstring as written, and every option's default."""
+
+
 def main(argv: Sequence[str] | None = None) -> Path:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=_HelpFormatter)
     parser.add_argument("eval_dirs", nargs="+", help="Evaluation output directories (each with results.json)")
     parser.add_argument("--output_dir", required=True)
     parser.add_argument("--label", action="append", default=[], metavar="RUN=NAME",
                         help="Show run directory RUN as method NAME (repeatable); also fixes the row order")
-    args = parser.parse_args(argv)
+    args = parser.parse_intermixed_args(argv)  # training/common.sh passes DIR --label ... DIR --label ...
     labels = dict(item.split("=", 1) for item in args.label)
     write_report(args.eval_dirs, args.output_dir, labels, order=list(labels.values()) or None)
     print((Path(args.output_dir) / "table1.md").read_text())
