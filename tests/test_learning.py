@@ -4,11 +4,14 @@ with the documents masked out (`aug_exist_idx` = 0) stays at chance."""
 
 from __future__ import annotations
 
+import pytest
 import torch
 
 from tests.helpers import tiny_perceiver_config, tiny_t5_config
 from zemi.modeling_t5 import T5ForConditionalGenerationMultiAug
 from zemi.run.optim import parameter_groups
+
+pytestmark = pytest.mark.usefixtures("one_thread")  # a tiny model: more threads only wait on a busy machine
 
 LOW, HIGH = 10, 90  # token ids used; chance accuracy is 1 / 80
 
