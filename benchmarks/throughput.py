@@ -3,13 +3,20 @@ mode) and ours (fast mode), measured side by side in one run, at the real t5-*-l
 
     python benchmarks/throughput.py --device cuda --config base          # the README's GPU table
     python benchmarks/throughput.py --device cpu --config tiny           # under a minute on a laptop CPU
+    python benchmarks/throughput.py --device cpu --config base --lengths c4 --steps 1 --warmup 0 \
+        --fast_train_batch 2 --reference_train_batch 2 --fast_eval_batch 2 --reference_eval_batch 2   # CPU ratios
 
 Reference mode is what the original code computes: fp32, eager attention, the model's mean loss, a per-parameter
 AdamW, per-device batch 4 (also measured at 32), and evaluation that runs the whole model once per answer choice.
 Fast mode is what our entry points do: bf16 autocast (where the device supports it), SDPA attention, fused AdamW,
 the loss over the batch's target tokens, encode-once evaluation with shared cross-attention keys and values, and
 (`--compile`) torch.compile. Prints JSON: {"device", "config", "shapes", "methods": {method: {"reference": {...},
-"fast": {...}, "speedup": {"train", "eval"}}}}.
+"fast": {...}, "speedup": {"train", "eval"}, "rank_classification": {...}}}}.
+
+`rank_classification` isolates the evaluation's two changes at one batch, dtype and attention: encoding once per
+example versus re-encoding per choice (FLOPs and seconds per example), and the fused rank-classification head (only
+the choice tokens' log-probabilities, a chunked logsumexp over the vocabulary) versus the full-vocabulary
+log-softmax (seconds per example, the largest logits tensor, and the largest score difference between the two).
 """
 
 from __future__ import annotations
@@ -31,7 +38,7 @@ from transformers import T5Config
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from zemi.run.evaluation import rank_choices, rank_choices_reencoding  # noqa: E402
+from zemi.run.evaluation import FUSED_BLOCK_ELEMENTS, choice_scores, rank_choices, rank_choices_reencoding  # noqa: E402
 from zemi.models.modeling_t5 import PerceiverXattnConfig, model_from_config, model_inputs  # noqa: E402
 from zemi.run.optim import make_optimizer, parameter_groups  # noqa: E402
 from zemi.run.loss import loss_on  # noqa: E402
@@ -50,6 +57,17 @@ class Shapes:
     target: int = 8
     choices: int = 4
     concat_max: int = 1024
+    ragged_choices: bool = False  # answer choices of 2..target tokens, padded to the batch's longest
+
+
+# `--lengths c4`: token lengths of real examples, read off the authors' retrieval visualization files
+# (visualization/first50_retrieval_instances/ of MikeWangWZHL/Zemi; first instances of cosmos_qa and super_glue_copa)
+# as word counts times 1.3 T5 tokens per English word. Inputs: cosmos_qa about 105 words (137 tokens), COPA about 30;
+# training targets about 15 words (20 tokens). Documents are C4 texts cut to 256 words: of the top five, about four
+# in five exceed 197 words (256 tokens, the cut), and a batch pads every slot to its longest, so all five are 256
+# tokens. Concat joins the input and the five documents' real tokens (about 1,310) and is cut at 1024.
+# Answer choices: from one word to a sentence (COPA's about 7 tokens, cosmos_qa's about 20): 2 to 20 tokens.
+LENGTHS = {"max": Shapes(), "c4": Shapes(input=137, document=256, target=20, choices=4, ragged_choices=True)}
 
 
 @dataclass(frozen=True)
@@ -66,7 +84,11 @@ class Mode:
         return self.name == "fast"
 
 
-def backbone_config(name: str) -> tuple[T5Config, PerceiverXattnConfig, Shapes]:
+PERCEIVER_CONFIGS = Path(__file__).resolve().parents[1] / "training" / "perceiver_configs"
+FUSION_FILES = {"base": "xattn_multi_aug_config_v1_v3_5aug.json", "large": "xattn_multi_aug_config_v1_v3_5aug_t5_large.json"}
+
+
+def backbone_config(name: str, lengths: str = "max") -> tuple[T5Config, PerceiverXattnConfig, Shapes]:
     if name == "tiny":
         config = T5Config(vocab_size=512, d_model=64, d_ff=128, d_kv=16, num_heads=4, num_layers=2,
                           num_decoder_layers=2, feed_forward_proj="gated-gelu", tie_word_embeddings=False,
@@ -75,7 +97,10 @@ def backbone_config(name: str) -> tuple[T5Config, PerceiverXattnConfig, Shapes]:
         return config, fusion, Shapes(input=32, document=64, target=8, concat_max=256)
     published = json.loads(REFERENCE_KEYS.read_text())
     config = T5Config(**published["t5_config"][name], decoder_start_token_id=0, dropout_rate=0.1)
-    return config, PerceiverXattnConfig(**published["perceiver_xattn_config"][name]), Shapes()
+    fusion_file = PERCEIVER_CONFIGS / FUSION_FILES[name]
+    fusion = PerceiverXattnConfig.from_json(fusion_file) if fusion_file.is_file() else \
+        PerceiverXattnConfig(**published["perceiver_xattn_config"][name])
+    return config, fusion, LENGTHS[lengths]
 
 
 def random_batch(method: str, shapes: Shapes, batch: int, vocab: int, device, *, choices: bool, seed: int = 0) -> dict:
@@ -93,8 +118,11 @@ def random_batch(method: str, shapes: Shapes, batch: int, vocab: int, device, *,
     out["attention_mask"] = torch.ones_like(out["input_ids"])
     if choices:
         out["choice_ids"] = ids(batch * shapes.choices, shapes.target)
-        out["choice_ids"][:, -1] = 1  # EOS
-        out["choice_mask"] = torch.ones_like(out["choice_ids"])
+        lengths = torch.randint(2, shapes.target + 1, (batch * shapes.choices,), generator=g) \
+            if shapes.ragged_choices else torch.full((batch * shapes.choices,), shapes.target)
+        out["choice_mask"] = (torch.arange(shapes.target) < lengths.unsqueeze(1)).long()
+        out["choice_ids"] = out["choice_ids"] * out["choice_mask"]  # padding: 0
+        out["choice_ids"][torch.arange(len(lengths)), lengths - 1] = 1  # EOS
         out["choice_owner"] = torch.arange(batch).repeat_interleave(shapes.choices)
         out["num_choices"] = torch.full((batch,), shapes.choices)
     else:
@@ -206,7 +234,7 @@ def flops_of(fn, batch) -> float:
 
 
 def measure(method: str, mode: Mode, args, device) -> dict:
-    config, fusion, shapes = backbone_config(args.config)
+    config, fusion, shapes = backbone_config(args.config, args.lengths)
     model = build(method, config, fusion, mode, device)
     result: dict = {"train_batch": mode.train_batch, "eval_batch": mode.eval_batch, "dtype": str(mode.dtype),
                     "attention": mode.attention, "compile": mode.compile}
@@ -248,6 +276,41 @@ def measure(method: str, mode: Mode, args, device) -> dict:
     return result
 
 
+def rank_classification(method: str, args, device) -> dict:
+    """The evaluation's computation three ways at one batch, dtype (fp32) and attention (SDPA): re-encoding per
+    choice with the full-vocabulary head (the authors'), encoding once with the full head, and encoding once with
+    the fused head (ours). Per example: FLOPs and seconds; the fused head's largest logits block and its largest
+    score difference from the full head."""
+    config, fusion, shapes = backbone_config(args.config, args.lengths)
+    model = build(method, config, fusion, Mode("fast", torch.float32, "sdpa", 1, 1), device).eval().requires_grad_(False)
+    batch_size = args.fast_eval_batch
+    batch = make_batch(method, args, config, fusion, shapes, batch_size, device, choices=True)
+    ways = {"reencode_full_head": lambda b: rank_choices_reencoding(model, b),
+            "encode_once_full_head": lambda b: rank_choices(model, b, fused=False),
+            "encode_once_fused_head": lambda b: rank_choices(model, b, fused=True)}
+    result: dict = {"batch": batch_size, "dtype": "torch.float32", "attention": "sdpa",
+                    "choices_per_example": len(batch["choice_owner"]) / batch_size}
+    for name, fn in ways.items():
+        seconds = timed(fn, batch, device, warmup=args.warmup, steps=args.steps)
+        result[name] = {"seconds_per_example": seconds / batch_size, "flop_per_example": flops_of(fn, batch) / batch_size}
+    full, fused = choice_scores(model, batch, fused=False), choice_scores(model, batch, fused=True)
+    tokens = int(batch["choice_mask"].sum())
+    vocab = model.lm_head.weight.shape[0]
+    result["fused_head_max_abs_score_difference"] = float((full - fused).abs().max())
+    result["full_head_logits_elements"] = batch["choice_ids"].numel() * vocab  # (N, T, V), then its log-softmax
+    result["fused_head_logits_elements"] = tokens * min(vocab, max(1, FUSED_BLOCK_ELEMENTS // max(tokens, 1)))
+    ref, once, ours = (result[k] for k in ways)
+    result["ratios"] = {
+        "encode_once_flop_reduction": ref["flop_per_example"] / once["flop_per_example"],
+        "encode_once_speedup": ref["seconds_per_example"] / once["seconds_per_example"],
+        "fused_head_speedup": once["seconds_per_example"] / ours["seconds_per_example"],
+        "fused_head_logits_memory_reduction": result["full_head_logits_elements"] / result["fused_head_logits_elements"],
+        "total_speedup": ref["seconds_per_example"] / ours["seconds_per_example"],
+        "total_flop_reduction": ref["flop_per_example"] / ours["flop_per_example"],
+    }
+    return result
+
+
 def device_name(device) -> str:
     if device.type == "cuda":
         return torch.cuda.get_device_name(device)
@@ -274,6 +337,12 @@ def main(argv=None) -> dict:
     parser.add_argument("--fast_train_batch", type=int, default=32, help="the recipe's global batch on one device")
     parser.add_argument("--fast_eval_batch", type=int, default=32)
     parser.add_argument("--reference_eval_batch", type=int, default=8, help="the authors' scripts evaluate 8 per device")
+    parser.add_argument("--reference_train_batch", type=int, default=4, help="the authors' per-device batch")
+    parser.add_argument("--lengths", default="max", choices=list(LENGTHS),
+                        help="max: every input 128 tokens, documents 256 (the worst case); c4: the lengths of real "
+                        "examples in the authors' retrieval files (see LENGTHS)")
+    parser.add_argument("--skip_rank_classification", action="store_true",
+                        help="do not run the encode-once and fused-head comparison")
     parser.add_argument("--reference_batch_32", action="store_true", help="also time the reference at batch 32")
     parser.add_argument("--fast_dtype", default="bf16", choices=("bf16", "fp32"))
     parser.add_argument("--compile", action="store_true", help="torch.compile the fast training step")
@@ -292,10 +361,10 @@ def main(argv=None) -> dict:
     device = torch.device(args.device)
     torch.backends.cuda.matmul.allow_tf32 = False  # fp32 as published: no TF32 in the reference
     fast_dtype = torch.bfloat16 if args.fast_dtype == "bf16" and bf16_supported(device) else torch.float32
-    reference = Mode("reference", torch.float32, "eager", 4, args.reference_eval_batch)
+    reference = Mode("reference", torch.float32, "eager", args.reference_train_batch, args.reference_eval_batch)
     fast = Mode("fast", fast_dtype, "sdpa", args.fast_train_batch, args.fast_eval_batch, compile=args.compile)
-    _, _, shapes = backbone_config(args.config)
-    report = {"device": device_name(device), "config": args.config,
+    _, _, shapes = backbone_config(args.config, args.lengths)
+    report = {"device": device_name(device), "config": args.config, "lengths": args.lengths,
               "shapes": f"real examples of {args.data_root}" if args.data_root else dataclasses.asdict(shapes),
               "torch": torch.__version__, "methods": {}}
     for method in args.methods:
@@ -305,6 +374,10 @@ def main(argv=None) -> dict:
             "train": ours["train_samples_per_s"] / best_reference_train,
             "train_vs_reference_batch_4": ours["train_samples_per_s"] / ref["train_samples_per_s"],
             "eval": ours["eval_examples_per_s"] / ref["eval_examples_per_s"]}}
+        if not args.skip_rank_classification:
+            report["methods"][method]["rank_classification"] = rank_classification(method, args, device)
+        if args.output:  # what is measured so far survives an interrupted run
+            Path(args.output).write_text(json.dumps(report, indent=2) + "\n")
         print(f"{method}: train x{report['methods'][method]['speedup']['train']:.2f}, "
               f"eval x{report['methods'][method]['speedup']['eval']:.2f}", file=sys.stderr)
     text = json.dumps(report, indent=2)

@@ -22,7 +22,7 @@ def run_benchmark(*args: str) -> dict:
 @pytest.mark.e2e
 def test_tiny_cpu_benchmark_reports_both_modes_of_all_four_methods():
     report = run_benchmark()
-    assert report["device"].startswith("cpu") and report["config"] == "tiny"
+    assert report["device"].startswith("cpu") and report["config"] == "tiny" and report["lengths"] == "max"
     assert set(report["methods"]) == {"no_aug", "concat", "fid", "zemi"}
     for method, entry in report["methods"].items():
         for mode in ("reference", "fast"):
@@ -35,6 +35,21 @@ def test_tiny_cpu_benchmark_reports_both_modes_of_all_four_methods():
         assert entry["fast"]["eval_flop_per_example"] < entry["reference"]["eval_flop_per_example"]
         assert entry["speedup"]["eval"] == pytest.approx(
             entry["fast"]["eval_examples_per_s"] / entry["reference"]["eval_examples_per_s"])
+        ranking = entry["rank_classification"]
+        ways = ("reencode_full_head", "encode_once_full_head", "encode_once_fused_head")
+        assert ranking["choices_per_example"] == 4 and ranking["dtype"] == "torch.float32"
+        assert all(ranking[way]["seconds_per_example"] > 0 for way in ways)
+        ratios = ranking["ratios"]
+        assert ratios["encode_once_flop_reduction"] == pytest.approx(
+            ranking["reencode_full_head"]["flop_per_example"] / ranking["encode_once_full_head"]["flop_per_example"])
+        assert ratios["encode_once_flop_reduction"] > 1.5, method  # 4 choices share one encoding
+        assert ratios["fused_head_speedup"] == pytest.approx(ranking["encode_once_full_head"]["seconds_per_example"]
+                                                             / ranking["encode_once_fused_head"]["seconds_per_example"])
+        assert ratios["total_speedup"] == pytest.approx(ranking["reencode_full_head"]["seconds_per_example"]
+                                                        / ranking["encode_once_fused_head"]["seconds_per_example"])
+        # The fused head scores what the full-vocabulary log-softmax scores (fp32 rounding of sums near -50).
+        assert ranking["fused_head_max_abs_score_difference"] < 1e-4
+        assert ranking["fused_head_logits_elements"] <= ranking["full_head_logits_elements"]
 
 
 @pytest.mark.e2e

@@ -1,4 +1,5 @@
-"""Rank classification: encoding once per example predicts exactly what re-encoding per choice predicts."""
+"""Rank classification: encoding once per example predicts exactly what re-encoding per choice predicts, and the
+fused head (choice tokens only, vocabulary in slices) scores exactly what the full-vocabulary log-softmax scores."""
 
 from __future__ import annotations
 
@@ -7,12 +8,19 @@ import torch
 from transformers import AutoTokenizer
 from transformers.modeling_outputs import BaseModelOutput
 
-from tests.helpers import tiny_perceiver_config
+from tests.helpers import tiny_perceiver_config, tiny_t5_config
 from zemi.data.collate import Collator
 from zemi.data.mixture import load_eval_templates
 from zemi.data.processing import Featurizer, MaxLengths, TextRules
-from zemi.run.evaluation import _best_choice, _choice_scores, rank_choices, rank_choices_reencoding
-from zemi.modeling_t5 import T5ForConditionalGenerationMultiAug, build_model, model_inputs
+from zemi.run.evaluation import (
+    _best_choice,
+    _choice_scores,
+    choice_scores,
+    fused_choice_scores,
+    rank_choices,
+    rank_choices_reencoding,
+)
+from zemi.modeling_t5 import T5ForConditionalGenerationMultiAug, T5WithOwnLMHead, build_model, model_inputs
 
 RULES = {
     "T5": TextRules(),
@@ -22,6 +30,38 @@ RULES = {
 }
 
 
+@pytest.mark.unit
+@pytest.mark.parametrize("vocab, block_elements", [(96, 2**22), (1000, 300), (1000, 1), (32128, 2**22)])
+def test_fused_head_scores_what_the_full_vocabulary_log_softmax_scores(vocab, block_elements):
+    """Ragged choices (padding in every row but one), a vocabulary in one slice, in many, and one column at a time."""
+    g = torch.Generator().manual_seed(vocab)
+    hidden, weight = torch.randn(10, 7, 48, generator=g), torch.randn(vocab, 48, generator=g) * 0.3
+    ids = torch.randint(0, vocab, (10, 7), generator=g)
+    mask = (torch.arange(7) < torch.tensor([1, 2, 3, 4, 5, 6, 7, 7, 2, 1]).unsqueeze(1)).long()
+    full = _choice_scores(hidden @ weight.T, ids, mask)
+    torch.testing.assert_close(fused_choice_scores(hidden, weight, ids, mask, block_elements=block_elements), full,
+                               rtol=1e-6, atol=1e-5)
+
+
+@pytest.mark.unit
+def test_fused_head_of_a_tied_t5_scales_the_decoder_output_as_the_model_does():
+    """An original (tied) T5 scales the decoder output by d_model^-0.5 before its head; the fused path must too."""
+    torch.manual_seed(0)
+    model = T5WithOwnLMHead(tiny_t5_config(tie_word_embeddings=True)).eval()
+    assert model.config.scale_decoder_outputs
+    g = torch.Generator().manual_seed(1)
+    batch = {"input_ids": torch.randint(2, 96, (2, 9), generator=g), "attention_mask": torch.ones(2, 9, dtype=torch.long),
+             "choice_ids": torch.randint(2, 96, (5, 4), generator=g), "choice_mask": torch.ones(5, 4, dtype=torch.long),
+             "choice_owner": torch.tensor([0, 0, 0, 1, 1]), "num_choices": torch.tensor([3, 2])}
+    with torch.no_grad():
+        repeated = {k: v.index_select(0, batch["choice_owner"]) for k, v in model_inputs(batch).items()}
+        logits = model(**repeated, decoder_input_ids=model._shift_right(batch["choice_ids"])).logits
+    expected = _choice_scores(logits, batch["choice_ids"], batch["choice_mask"])
+    for fused in (True, False):
+        torch.testing.assert_close(choice_scores(model, batch, fused=fused), expected, rtol=1e-6, atol=1e-5)
+
+
+@pytest.mark.unit
 def test_best_choice_respects_each_examples_own_choices():
     scores = torch.tensor([-1.0, -0.5, -3.0, -0.2, -0.2, -9.0])
     owner = torch.tensor([0, 0, 1, 1, 1, 2])
@@ -47,7 +87,9 @@ def test_encode_once_predicts_like_reencoding_per_choice(method, backbone_dir, d
         for start in range(0, len(rows), 5):
             batch = collator([rows[i] for i in range(start, min(start + 5, len(rows)))])
             fast, naive = rank_choices(model, batch), rank_choices_reencoding(model, batch)
-            assert torch.equal(fast, naive)
+            assert torch.equal(fast, naive) and torch.equal(rank_choices(model, batch, fused=False), naive)
+            torch.testing.assert_close(choice_scores(model, batch), choice_scores(model, batch, fused=False),
+                                       rtol=1e-6, atol=1e-5)
             checked += len(fast)
         with torch.no_grad():  # the scores themselves agree, not only their arg-max
             encoded = model.encode(**model_inputs(batch))

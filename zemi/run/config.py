@@ -178,6 +178,12 @@ class EvalConfig:
     cache_dir: str | None = option(None, "Tokenised-dataset cache (default: <output_dir>/tokenized_cache)")
     num_proc: int = option(1, "Processes for tokenisation")
     debug: bool = option(False, "Evaluate only the first 100 examples of each template")
+    report_to: str | None = option(
+        None, "Trackers for every template's accuracy, each task's mean and their average per checkpoint step: "
+        "tensorboard (events in <output_dir>/tensorboard/), wandb, all (every installed one) or none; default: "
+        "tensorboard when installed, plus wandb with --wandb_proj", choices=("tensorboard", "wandb", "all", "none"))
+    wandb_proj: str | None = option(None, "W&B project (alone, it turns W&B on)", "-wb")
+    wandb_run_name: str | None = option(None, "W&B run name (default: the output directory's name)", "-wbrn")
     tokenizer_name: str | None = option(None, "Tokenizer, if not the run's (or the backbone's)")
     # accepted for the authors' commands
     model_architecture: str | None = option(None, "Ignored, as in the authors' script: the run's args.json decides")

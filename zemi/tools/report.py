@@ -3,8 +3,10 @@ held-out tasks; per task, the mean accuracy over its templates (with the median 
 
     python -m zemi.report output/eval/* --output_dir output/report
 
-writes table1.md, table1.csv, results.json ({method: {"tasks": {task: accuracy}, "average", "checkpoint"}}) and
-table1.png (a bar chart of the methods).
+writes table1.md, table1.csv, results.json ({method: {"tasks": {task: accuracy}, "average", "checkpoint",
+"chance": {task: accuracy of guessing}}}) and table1.png (a bar chart of the methods, with each task's chance level).
+The chance level of a template is the mean of 1 / (number of answer choices) over its examples, recorded by the
+evaluation; a task's is the mean over its templates, like its accuracy.
 """
 
 from __future__ import annotations
@@ -29,6 +31,7 @@ class TaskScore:
     mean: float
     median: float
     templates: int
+    chance: float | None = None  # None: a results.json without chance levels (the authors' or an older run)
 
 
 @dataclass
@@ -58,17 +61,33 @@ def best_checkpoint(method: str, rows: list[dict]) -> MethodRow:
     """Per checkpoint, per task: mean over templates; the checkpoint with the best average over the tasks that
     every checkpoint was evaluated on wins (ties: the earlier step)."""
     by_step: dict[int, dict[str, list[float]]] = defaultdict(lambda: defaultdict(list))
+    chances: dict[int, dict[str, list[float | None]]] = defaultdict(lambda: defaultdict(list))
     for row in rows:
         by_step[row["step"]][row["task"]].append(row["accuracy"])
+        chances[row["step"]][row["task"]].append(row.get("chance"))
     tasks = set.intersection(*(set(per_task) for per_task in by_step.values()))
     if not tasks:
         raise ConfigError(f"{method}: no task was evaluated at every checkpoint")
     candidates = []
     for step, per_task in sorted(by_step.items()):
         scores = {task: TaskScore(statistics.fmean(per_task[task]), statistics.median(per_task[task]),
-                                  len(per_task[task])) for task in sorted(tasks)}
+                                  len(per_task[task]), _mean_or_none(chances[step][task])) for task in sorted(tasks)}
         candidates.append(MethodRow(method, step, scores))
     return max(candidates, key=lambda row: (row.average, -row.checkpoint))
+
+
+def _mean_or_none(values: list[float | None]) -> float | None:
+    return None if not values or any(v is None for v in values) else statistics.fmean(values)
+
+
+def chance_levels(table: list[MethodRow], tasks: list[str]) -> dict[str, float | None]:
+    """Each task's chance level (the first method that recorded one: every method reads the same templates) and
+    their average over the tasks (None unless every task has one)."""
+    chance = {t: next((row.tasks[t].chance for row in table if t in row.tasks and row.tasks[t].chance is not None),
+                      None) for t in tasks}
+    missing = [t for t, value in chance.items() if value is None]
+    chance["Average"] = None if missing or not tasks else statistics.fmean(chance[t] for t in tasks)
+    return chance
 
 
 def markdown(table: list[MethodRow], tasks: list[str]) -> str:
@@ -77,7 +96,11 @@ def markdown(table: list[MethodRow], tasks: list[str]) -> str:
     for row in table:
         cells = [f"{100 * row.tasks[t].mean:.2f}" if t in row.tasks else "–" for t in tasks]
         lines.append(f"| {row.method} | step_{row.checkpoint} | " + " | ".join(cells) + f" | {100 * row.average:.2f} |")
-    lines += ["", "Accuracy (%), mean over each task's templates. Median over templates / template count:", "",
+    chance = chance_levels(table, tasks)
+    cells = [f"{100 * chance[t]:.2f}" if chance[t] is not None else "–" for t in [*tasks, "Average"]]
+    lines.append("| *Chance* | – | " + " | ".join(cells) + " |")
+    lines += ["", "Accuracy (%), mean over each task's templates; *Chance*: the accuracy of guessing uniformly among "
+              "each example's answer choices. Median over templates / template count:", "",
               "| Method | " + " | ".join(tasks) + " |", "|" + "---|" * (len(tasks) + 1)]
     for row in table:
         cells = [f"{100 * row.tasks[t].median:.2f} / {row.tasks[t].templates}" if t in row.tasks else "–" for t in tasks]
@@ -97,12 +120,20 @@ def bar_chart(table: list[MethodRow], tasks: list[str], path: Path) -> None:
     for i, row in enumerate(table):
         values = [100 * row.tasks[t].mean if t in row.tasks else 0 for t in tasks] + [100 * row.average]
         axes.bar([g + (i - (len(table) - 1) / 2) * width for g in range(len(groups))], values, width, label=row.method)
+    chance = chance_levels(table, tasks)
+    label = "chance"
+    for g, group in enumerate(groups):  # a dashed line across each group's bars, drawn over them
+        if chance[group] is not None:
+            axes.hlines(100 * chance[group], g - 0.45, g + 0.45, colors="black", linestyles="--", linewidth=1.2,
+                        zorder=3, label=label)
+            label = None
     axes.set_xticks(range(len(groups)), groups, rotation=30, ha="right")
+    axes.set_ylim(0, 100)
     axes.set_ylabel("accuracy (%)")
     axes.set_title("Zero-shot accuracy on held-out tasks (best checkpoint per method)")
-    axes.legend()
+    axes.legend(loc="upper left", bbox_to_anchor=(1.01, 1), borderaxespad=0, frameon=False)
     figure.tight_layout()
-    figure.savefig(path, dpi=120)
+    figure.savefig(path, dpi=120, bbox_inches="tight")
     plt.close(figure)
 
 
@@ -114,16 +145,21 @@ def write_report(eval_dirs: Sequence[str | Path], output_dir: str | Path, labels
         rank = {name: i for i, name in enumerate(order)}
         table.sort(key=lambda row: rank.get(row.method, len(rank)))
     tasks = sorted({task for row in table for task in row.tasks})
+    without_chance = [task for task, level in chance_levels(table, tasks).items() if level is None and task in tasks]
+    if without_chance:
+        logger.warning("no chance level for %s: no method's results.json rows record 'chance' there (the authors' "
+                       "or an older evaluation); table1.md and table1.png show none for it", without_chance)
     output_dir = Path(output_dir)
     output_dir.mkdir(parents=True, exist_ok=True)
     write_text_atomic(output_dir / "table1.md", markdown(table, tasks))
     write_csv_atomic(output_dir / "table1.csv", [
         {"method": row.method, "checkpoint": row.checkpoint, "task": task, "mean": score.mean,
-         "median": score.median, "templates": score.templates}
+         "median": score.median, "templates": score.templates, "chance": "" if score.chance is None else score.chance}
         for row in table for task, score in row.tasks.items()])
     write_json_atomic(output_dir / "results.json", {
         row.method: {"tasks": {t: s.mean for t, s in row.tasks.items()}, "average": row.average,
-                     "checkpoint": row.checkpoint} for row in table})
+                     "checkpoint": row.checkpoint, "chance": {t: s.chance for t, s in row.tasks.items()}}
+        for row in table})
     bar_chart(table, tasks, output_dir / "table1.png")
     return table
 

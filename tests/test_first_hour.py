@@ -1,0 +1,157 @@
+"""A newcomer's first hour: a plain T5 from a local directory evaluates as No Aug and Concat; known bad inputs end
+in `error: <message>` and exit status 2 through the real entry points (a traceback only with ZEMI_DEBUG=1); an
+evaluation's accuracies reach TensorBoard."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+from datasets import Dataset, DatasetDict, load_from_disk
+from transformers import AutoTokenizer
+
+from tests.helpers import TINY_PERCEIVER, run_module, subprocess_env
+from zemi.data.collate import Collator
+from zemi.data.processing import Featurizer, MaxLengths, TextRules
+from zemi.modeling_t5 import T5WithOwnLMHead
+from zemi.run.evaluation import main as evaluate_main
+from zemi.run.evaluation import rank_choices_reencoding
+
+pytestmark = pytest.mark.usefixtures("one_thread")
+
+LENGTHS = ["--max_length", "48", "--aug_max_length", "24", "--target_max_length", "8"]
+
+
+def templates(data_root: Path, task: str = "weather_effect") -> list[str]:
+    return [str(p) for p in sorted((data_root / task).iterdir())]
+
+
+def expected_accuracies(model_dir: Path, paths: list[str], concat_aug_num: int) -> dict[str, float]:
+    """Rank classification written out by hand: the model by its path through from_pretrained, every choice re-encoded."""
+    model = T5WithOwnLMHead.from_pretrained(model_dir).eval()
+    tokenizer = AutoTokenizer.from_pretrained(model_dir)
+    featurizer = Featurizer(tokenizer, TextRules(concat_aug_num=concat_aug_num), MaxLengths(48, 24, 8))
+    accuracies = {}
+    for path in paths:
+        data = load_from_disk(path)["validation"]
+        rows = data.map(featurizer.eval_features, batched=True, remove_columns=data.column_names)
+        batch = Collator(tokenizer.pad_token_id)([rows[i] for i in range(len(rows))])
+        predicted = rank_choices_reencoding(model, batch)
+        accuracies[Path(path).name] = int((predicted == batch["target"]).sum()) / len(predicted)
+    return accuracies
+
+
+@pytest.mark.parametrize("concat_aug_num", [0, 3], ids=["no_aug", "concat"])
+def test_a_local_plain_t5_directory_evaluates_as_no_aug_and_concat(concat_aug_num, backbone_dir, data_root, tmp_path):
+    assert not (backbone_dir / "args.json").exists()
+    paths = templates(data_root)
+    evaluate_main(["--processed_dataset_paths", *paths, "--model_name_or_path", str(backbone_dir), "--output_dir",
+                   str(tmp_path), "--concat_aug_num", str(concat_aug_num), "--report_to", "none", *LENGTHS])
+    results = json.loads((tmp_path / "results.json").read_text())
+    assert results["architecture"] == "T5"
+    assert results["method"] == backbone_dir.name + ("_concat3" if concat_aug_num else "")
+    got = {Path(row["template_path"]).name: row["accuracy"] for row in results["results"]}
+    assert got == expected_accuracies(backbone_dir, paths, concat_aug_num)
+    assert all(row["chance"] == pytest.approx(0.5) for row in results["results"])  # two choices per example
+
+
+# --- bad inputs through the real entry points --------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def truncated_t5(tmp_path_factory, backbone_dir) -> Path:
+    path = tmp_path_factory.mktemp("truncated") / "t5"
+    shutil.copytree(backbone_dir, path)
+    weights = path / "model.safetensors"
+    weights.write_bytes(weights.read_bytes()[: weights.stat().st_size // 2])
+    return path
+
+
+@pytest.fixture(scope="module")
+def bad_templates(tmp_path_factory, data_root) -> dict[str, Path]:
+    """A template directory that is not a save_to_disk DatasetDict, and one whose rows lack answer_choices."""
+    root = tmp_path_factory.mktemp("bad_templates")
+    not_saved = root / "weather_effect" / "weather_effect_notes"
+    not_saved.mkdir(parents=True)
+    (not_saved / "notes.txt").write_text("not a dataset")
+    good = load_from_disk(templates(data_root)[0])
+    missing = root / "weather_effect" / "weather_effect_no_choices"
+    DatasetDict({name: Dataset.from_dict({k: v for k, v in split.to_dict().items() if k != "answer_choices"})
+                 for name, split in good.items()}).save_to_disk(missing)
+    return {"not_saved": not_saved, "missing_column": missing}
+
+
+def failed_cleanly(done, *expected: str) -> None:
+    assert done.returncode == 2, done.stderr[-3000:]
+    assert "Traceback" not in done.stderr, done.stderr[-3000:]
+    message = [line for line in done.stderr.splitlines() if line.startswith("error: ")]
+    assert len(message) == 1, done.stderr[-3000:]
+    for part in expected:
+        assert part in message[0], message[0]
+
+
+def evaluate_command(data: list[str], model: Path, out: Path) -> list[str]:
+    return ["--processed_dataset_paths", *data, "--model_name_or_path", str(model), "--output_dir", str(out),
+            "--report_to", "none", *LENGTHS]
+
+
+def test_bad_inputs_end_in_an_error_line_and_status_2(backbone_dir, data_root, truncated_t5, bad_templates,
+                                                      tmp_path):
+    cases = {
+        "missing data directory": (evaluate_command([str(tmp_path / "no_such" / "template")], backbone_dir, tmp_path),
+                                   [str(tmp_path / "no_such" / "template"), "not a directory"]),
+        "truncated safetensors": (evaluate_command(templates(data_root), truncated_t5, tmp_path),
+                                  [str(truncated_t5 / "model.safetensors"), "truncated or corrupt"]),
+        "not a DatasetDict": (evaluate_command([str(bad_templates["not_saved"])], backbone_dir, tmp_path),
+                              [str(bad_templates["not_saved"]), "saved dataset"]),
+        "missing column": (evaluate_command([str(bad_templates["missing_column"])], backbone_dir, tmp_path),
+                           [str(bad_templates["missing_column"]), "answer_choices"]),
+        "no such model": (evaluate_command(templates(data_root), tmp_path / "no_model", tmp_path),
+                          ["--model_name_or_path", "no such directory"]),
+    }
+    for name, (args, expected) in cases.items():
+        failed_cleanly(run_module("zemi.evaluate", args), *expected)
+    assert not (tmp_path / "results.json").exists()
+
+
+def test_a_perceiver_dim_that_is_not_the_backbones_d_model_is_an_error_line(backbone_dir, data_root, tmp_path):
+    perceiver = tmp_path / "perceiver.json"
+    perceiver.write_text(json.dumps({**TINY_PERCEIVER, "dim": 64}))
+    done = run_module("zemi.multi_task_fine_tune_xattn", [
+        "--model_architecture", "SharedEncoderDecoder_MultiAug", "--lm_name", str(backbone_dir), "--perceiver_config",
+        str(perceiver), "--dataset_root_path", str(data_root), "--dataset_dir_names", "animal_colors",
+        "--output_dir", str(tmp_path / "run")])
+    failed_cleanly(done, str(perceiver), "perceiver dim 64 does not match the T5 backbone's d_model 32")
+    assert not (tmp_path / "run").exists()
+
+
+def test_zemi_debug_shows_the_traceback(backbone_dir, tmp_path):
+    done = run_module("zemi.evaluate", evaluate_command([str(tmp_path / "missing")], backbone_dir, tmp_path),
+                      env=subprocess_env(ZEMI_DEBUG="1"))
+    assert done.returncode == 1 and "Traceback" in done.stderr and "DataError" in done.stderr, done.stderr[-3000:]
+
+
+# --- tracking ---------------------------------------------------------------------------------------------------
+
+
+def test_an_evaluation_reports_every_template_and_task_mean_to_tensorboard(backbone_dir, data_root, tmp_path):
+    event_accumulator = pytest.importorskip("tensorboard.backend.event_processing.event_accumulator")
+    paths = templates(data_root) + templates(data_root, "fruit_taste")
+    evaluate_main(["--processed_dataset_paths", *paths, "--model_name_or_path", str(backbone_dir), "--output_dir",
+                   str(tmp_path), "--report_to", "tensorboard", *LENGTHS])
+    rows = json.loads((tmp_path / "results.json").read_text())["results"]
+    [events] = [path for path in (tmp_path / "tensorboard").rglob("events.out.tfevents.*")
+                if path.parent == tmp_path / "tensorboard"]
+    accumulator = event_accumulator.EventAccumulator(str(events))
+    accumulator.Reload()
+    scalars = {tag: accumulator.Scalars(tag) for tag in accumulator.Tags()["scalars"]}
+    expected = {f"accuracy/{row['task']}/{row['template']}": row["accuracy"] for row in rows}
+    means = {task: sum(r["accuracy"] for r in rows if r["task"] == task) / 2 for task in ("fruit_taste", "weather_effect")}
+    expected.update({f"task_mean/{task}": mean for task, mean in means.items()})
+    expected["average"] = sum(means.values()) / 2
+    assert set(scalars) == set(expected)
+    for tag, value in expected.items():
+        [event] = scalars[tag]
+        assert event.step == 0 and event.value == pytest.approx(value, abs=1e-6), tag
