@@ -33,6 +33,8 @@ def test_reduced_demo_builds_data_trains_four_methods_evaluates_and_reports(tmp_
         assert 0 <= entry["average"] <= 1 and entry["checkpoint"] == 3
     assert "| zemi | step_3 |" in (out / "table1.md").read_text()
     assert (out / "table1.png").read_bytes()[:4] == b"\x89PNG"
+    for curves in ("loss.png", "gates.png"):  # the four runs' training curves (Zemi's gates)
+        assert (out / curves).read_bytes()[:4] == b"\x89PNG"
     trained = out / "p3_finetuning" / "zemi_base"
     assert (trained / "step_3" / "model.safetensors").is_file()
     mixture = json.loads((trained / "dataset_mixture_config.json").read_text())

@@ -42,6 +42,10 @@ zemi_launch() {
         fi
     fi
     if [ "$NUM_MACHINES" -gt 1 ] || [ -z "$config" ]; then launch+=(--num_machines "$NUM_MACHINES" --machine_rank "$MACHINE_RANK"); fi
+    if [ "$NUM_MACHINES" -gt 1 ] && [ -z "$config" ] && [ -z "$MAIN_PROCESS_IP" ]; then
+        zemi_fail "NUM_MACHINES=$NUM_MACHINES needs MAIN_PROCESS_IP: the address of the machine with MACHINE_RANK=0,
+  reachable from every machine (README, \"Several machines\")"
+    fi
     [ -z "$MAIN_PROCESS_IP" ] || launch+=(--main_process_ip "$MAIN_PROCESS_IP")
     launch+=(--main_process_port "$MAIN_PROCESS_PORT")
     local command=(env "${env[@]}" "$PYTHON" -m accelerate.commands.launch "${launch[@]}" -m "$module" "$@")
@@ -89,6 +93,16 @@ zemi_train() {
         --per_device_eval_batch_size "$EVAL_BS" --max_length "$MAX_LENGTH" --aug_max_length "$AUG_MAX_LENGTH" \
         --target_max_length "$TARGET_MAX_LENGTH" --mixed_precision "$MIXED_PRECISION" --resume_from_checkpoint latest \
         $PRESET_TRAIN_ARGS "$@" $EXTRA_TRAIN_ARGS
+    [ "$MACHINE_RANK" -ne 0 ] || zemi_plot "$run_dir" "$run_dir"
+}
+
+# zemi_plot OUTPUT RUN_DIR...: loss.png (and gates.png for Zemi) of the runs, overlaid, into OUTPUT. A failed plot
+# warns and leaves the run's evaluation going.
+zemi_plot() {
+    local output="$1"; shift
+    local command=("$PYTHON" -m zemi.plot "$@" --output "$output")
+    echo "+ ${command[*]}" >&2
+    "${command[@]}" || echo "WARNING: plotting the training curves of $* failed; the run itself is complete" >&2
 }
 
 # zemi_evaluate RUN: every checkpoint of the run on every template of every held-out task, in one process (each

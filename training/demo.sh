@@ -3,7 +3,8 @@
 # 1. BM25 retrieval over the demo corpus builds the demo's 30aug data (finished templates are kept);
 # 2. the same four training/*_base.sh scripts as the paper's reproduction train, evaluate and report, with the demo
 #    demo preset (ZEMI_PRESET=demo; its recipe is zemi/run/presets.py's DEMO);
-# 3. the retrieval visualization files of the demo data. Table 1: output/demo/table1.md, results.json, table1.png.
+# 3. the four runs' training curves (output/demo/loss.png, gates.png) and the retrieval visualization files of the
+#    demo data. Table 1: output/demo/table1.md, results.json, table1.png.
 # Rerunning resumes: finished training runs and evaluations are not repeated.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -18,6 +19,9 @@ started=$(date +%s)
 for method in no_aug concat fid zemi; do
     bash "$TRAINING_SRC_ROOT/${method}_base.sh"
 done
+# The four runs' training curves overlaid: loss.png, and gates.png (Zemi's gates).
+source "$TRAINING_SRC_ROOT/common.sh"
+zemi_plot "$OUTPUT_SRC_ROOT" "$OUTPUT_SRC_ROOT"/p3_finetuning/{no_aug,concat,fid,zemi}_base
 "$PYTHON" -m zemi.visualize_retrieval --data_root "$AUG_DATA_ROOT" --output "${VISUALIZATION_DIR:-visualization}"
 
 echo "The demo took $(( $(date +%s) - started )) s. Table 1: $REPORT_DIR_BASE/table1.md (and results.json, table1.png)"

@@ -92,10 +92,16 @@ class TrainConfig:
     dataloader_num_workers: int = option(0, "Data-loading worker processes")
     torch_compile: bool = option(False, "torch.compile the model")
     gradient_checkpointing: bool = option(False, "Recompute activations in the backward pass (less memory)")
+    # watching the run (train_log.csv and results.csv are always written)
+    report_to: str | None = option(
+        None, "Trackers for the per-step loss, learning rate, throughput and Zemi's gates, and the per-epoch "
+        "validation loss: tensorboard (events in <output_dir>/tensorboard/), wandb, all (every installed one) or "
+        "none; default: tensorboard when installed, plus wandb with --wandb_proj",
+        choices=("tensorboard", "wandb", "all", "none"))
+    wandb_proj: str | None = option(None, "W&B project (alone, it turns W&B on, as in the authors' scripts)", "-wb")
+    wandb_run_name: str | None = option(None, "W&B run name (default: the output directory's name)", "-wbrn")
     # accepted for the original commands
     parallelize: bool = option(False, "Ignored (model parallelism of old transformers)", "-pa")
-    wandb_proj: str | None = option(None, "Ignored (W&B logging is not built in)", "-wb")
-    wandb_run_name: str | None = option(None, "Ignored", "-wbrn")
     use_slow_tokenizer: bool = option(False, "Ignored (transformers 5 tokenizers are fast)", "-st")
     use_processed_dataset: bool = option(False, "Ignored (the 30aug data is always pre-processed)")
     filter_dataset: bool = option(False, "Not supported: needs the authors' private task list", "-ftd")
@@ -149,8 +155,6 @@ class TrainConfig:
         for name in ("parallelize", "use_slow_tokenizer", "use_processed_dataset"):
             if getattr(self, name):
                 logger.warning("--%s is accepted for compatibility and has no effect", name)
-        if self.wandb_proj:
-            logger.warning("--wandb_proj is ignored: W&B logging is not built in (see results.csv and train_log.csv)")
 
 
 @dataclass

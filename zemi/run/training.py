@@ -3,7 +3,8 @@
 Recipe of the paper: AdamW (no decay on biases and LayerNorm weights), a warm-up then cosine schedule, per-epoch
 validation loss and a checkpoint per epoch. Resumable: the full training state is saved at every epoch end (and
 every `--checkpointing_steps`), and the data order of each epoch is a pure function of (seed, epoch), so a resumed
-run replays exactly the batches it had not yet seen.
+run replays exactly the batches it had not yet seen. Each step's loss, learning rate, throughput and (Zemi) gates go
+to train_log.csv and to the trackers of `--report_to` (zemi.run.tracking).
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ from typing import Sequence
 
 import torch
 from accelerate import Accelerator
-from accelerate.utils import set_seed
+from accelerate.utils import broadcast_object_list, set_seed
 from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
 from transformers import AutoTokenizer, get_scheduler
@@ -41,10 +42,12 @@ from zemi.run.loss import loss_on, unwrap
 from zemi.run.method import Method, check_training_start, collator_for, method_for
 from zemi.run.optim import make_optimizer
 from zemi.run.run_directory import RunDirectory, save_model_atomic
+from zemi.run.tracking import end_tracking, fusion_gates, log_metrics, make_accelerator, start_tracking
 
 logger = logging.getLogger(__name__)
 
 STATE_DIR = "checkpoints"
+LOG_FILE = "train_log.csv"  # one row per optimizer step (the plots read it; trackers get the same values)
 
 
 @dataclass
@@ -57,7 +60,18 @@ class TrainerState:
     results: list[dict] = field(default_factory=list)  # one row per finished epoch (results.csv)
 
 
+@dataclass
+class StepStats:
+    """One optimizer step, summed over every process and micro-batch."""
+
+    loss: float  # mean token loss of the step
+    examples: int
+    tokens: int  # input + target tokens, padding excluded (documents not counted)
+
+
 class Trainer:
+    """`prepare()` builds the run (directory, data, loaders, model, optimizer and schedule); `train()` runs it."""
+
     def __init__(self, config: TrainConfig, method: Method, accelerator: Accelerator):
         self.config, self.method, self.accelerator = config, method, accelerator
         self.output_dir = Path(config.output_dir)
@@ -66,19 +80,32 @@ class Trainer:
     # --- set-up ----------------------------------------------------------------------------------------------
 
     def prepare(self) -> None:
-        config, accelerator = self.config, self.accelerator
+        self.start_run_directory()
+        self.load_data()
+        self.model = self.build_model()
+        train_loader, validation_loader = self.make_loaders()
+        self.optimizer, self.scheduler = self.make_optimizer_and_schedule(train_loader)
+        self.distribute(train_loader, validation_loader)
+
+    def start_run_directory(self) -> None:
+        """The run directory with the run's settings (args.json, perceiver_config.json), interrupted writes undone."""
+        accelerator = self.accelerator
         if accelerator.is_main_process:
             self.output_dir.mkdir(parents=True, exist_ok=True)
             recover_interrupted_writes(self.output_dir)
             recover_interrupted_writes(self.output_dir / STATE_DIR)
-            write_json_atomic(self.output_dir / "args.json", asdict(config))
+            write_json_atomic(self.output_dir / "args.json", asdict(self.config))
             if self.method.perceiver_config_values is not None:
                 write_json_atomic(self.output_dir / "perceiver_config.json", self.method.perceiver_config_values)
         accelerator.wait_for_everyone()
 
+    def load_data(self) -> None:
+        """The training mixture (recorded in dataset_mixture_config.json), tokenised once by the main process."""
+        config, accelerator = self.config, self.accelerator
         mixture = load_training_mixture(config.dataset_root_path, config.dataset_dir_names, config.sample_n,
                                         seed=config.seed, num_shots=config.num_shots,
                                         documents_read=self.method.rules.documents_read)
+        self.num_templates = len(mixture.template_dirs)
         if accelerator.is_main_process:
             write_json_atomic(self.output_dir / "dataset_mixture_config.json", {
                 "sample_n": config.sample_n, "sampled_list": [str(p) for p in mixture.sampled],
@@ -100,40 +127,8 @@ class Trainer:
             self.validation_data = (tokenize(validation_raw, featurizer.train_features, cache_dir,
                                              num_proc=config.num_proc) if validation_raw is not None else None)
 
-        self.model = self._build_model()
-        collator = collator_for(self.method, MaxLengths(config.max_length, config.aug_max_length,
-                                                        config.target_max_length), self.tokenizer.pad_token_id,
-                                pad_to_max_length=config.pad_to_max_length,
-                                pad_to_multiple_of=8 if config.mixed_precision != "no" else None)
-        self.sampler = EpochSampler(self.train_data, seed=config.seed,
-                                    group_by_length=config.group_by_length,
-                                    batch_size=config.per_device_train_batch_size * accelerator.num_processes)
-        loader_options = dict(collate_fn=collator, num_workers=config.dataloader_num_workers,
-                              pin_memory=accelerator.device.type == "cuda")
-        train_loader = DataLoader(self.train_data, batch_size=config.per_device_train_batch_size,
-                                  sampler=self.sampler, generator=torch.Generator().manual_seed(config.seed),
-                                  **loader_options)
-        validation_loader = DataLoader(self.validation_data, batch_size=config.per_device_eval_batch_size,
-                                       **loader_options) if self.validation_data is not None else None
-
-        self.optimizer = make_optimizer(self.model, config, accelerator.device)
-        steps_per_epoch = math.ceil(math.ceil(len(train_loader) / accelerator.num_processes)
-                                    / config.gradient_accumulation_steps)
-        self.total_steps = config.max_train_steps or config.num_train_epochs * steps_per_epoch
-        self.num_epochs = math.ceil(self.total_steps / steps_per_epoch)
-        warmup = config.num_warmup_steps or math.ceil(config.warmup_ratio * self.total_steps)
-        # Stepped once per optimizer step by us (not wrapped by accelerate, which would step it once per process).
-        self.scheduler = get_scheduler(config.lr_scheduler_type, self.optimizer, num_warmup_steps=warmup,
-                                       num_training_steps=self.total_steps)
-        self.model, self.optimizer, self.train_loader = accelerator.prepare(self.model, self.optimizer, train_loader)
-        self.validation_loader = accelerator.prepare(validation_loader) if validation_loader is not None else None
-        accelerator.register_for_checkpointing(self.scheduler)
-        logger.info("training %s on %d examples (%d templates), %d steps of %d examples, %d warm-up",
-                    self.method.architecture, len(self.train_data), len(mixture.template_dirs), self.total_steps,
-                    config.per_device_train_batch_size * accelerator.num_processes * config.gradient_accumulation_steps,
-                    warmup)
-
-    def _build_model(self):
+    def build_model(self) -> torch.nn.Module:
+        """The method's model from the backbone, or from --saved_model_dir's checkpoint."""
         config = self.config
         if config.saved_model_dir is not None:
             run = RunDirectory.open(config.saved_model_dir)
@@ -147,6 +142,48 @@ class Trainer:
         if config.torch_compile:
             model = torch.compile(model)
         return model
+
+    def make_loaders(self) -> tuple[DataLoader, DataLoader | None]:
+        """Training batches in an order that is a pure function of (seed, epoch); validation in dataset order."""
+        config, accelerator = self.config, self.accelerator
+        collator = collator_for(self.method, MaxLengths(config.max_length, config.aug_max_length,
+                                                        config.target_max_length), self.tokenizer.pad_token_id,
+                                pad_to_max_length=config.pad_to_max_length,
+                                pad_to_multiple_of=8 if config.mixed_precision != "no" else None)
+        self.sampler = EpochSampler(self.train_data, seed=config.seed, group_by_length=config.group_by_length,
+                                    batch_size=config.per_device_train_batch_size * accelerator.num_processes)
+        options = dict(collate_fn=collator, num_workers=config.dataloader_num_workers,
+                       pin_memory=accelerator.device.type == "cuda")
+        train_loader = DataLoader(self.train_data, batch_size=config.per_device_train_batch_size, sampler=self.sampler,
+                                  generator=torch.Generator().manual_seed(config.seed), **options)
+        validation_loader = (DataLoader(self.validation_data, batch_size=config.per_device_eval_batch_size, **options)
+                             if self.validation_data is not None else None)
+        return train_loader, validation_loader
+
+    def make_optimizer_and_schedule(self, train_loader: DataLoader):
+        """AdamW and the warm-up + decay schedule over the run's optimizer steps (--max_train_steps or epochs)."""
+        config, accelerator = self.config, self.accelerator
+        optimizer = make_optimizer(self.model, config, accelerator.device)
+        steps_per_epoch = math.ceil(math.ceil(len(train_loader) / accelerator.num_processes)
+                                    / config.gradient_accumulation_steps)
+        self.total_steps = config.max_train_steps or config.num_train_epochs * steps_per_epoch
+        self.num_epochs = math.ceil(self.total_steps / steps_per_epoch)
+        self.warmup_steps = config.num_warmup_steps or math.ceil(config.warmup_ratio * self.total_steps)
+        # Stepped once per optimizer step by us (not wrapped by accelerate, which would step it once per process).
+        scheduler = get_scheduler(config.lr_scheduler_type, optimizer, num_warmup_steps=self.warmup_steps,
+                                  num_training_steps=self.total_steps)
+        return optimizer, scheduler
+
+    def distribute(self, train_loader: DataLoader, validation_loader: DataLoader | None) -> None:
+        """accelerate's wrappers (DDP, FSDP or DeepSpeed, as launched), and the schedule in the resumable state."""
+        config, accelerator = self.config, self.accelerator
+        self.model, self.optimizer, self.train_loader = accelerator.prepare(self.model, self.optimizer, train_loader)
+        self.validation_loader = accelerator.prepare(validation_loader) if validation_loader is not None else None
+        accelerator.register_for_checkpointing(self.scheduler)
+        logger.info("training %s on %d examples (%d templates), %d steps of %d examples, %d warm-up",
+                    self.method.architecture, len(self.train_data), self.num_templates, self.total_steps,
+                    config.per_device_train_batch_size * accelerator.num_processes * config.gradient_accumulation_steps,
+                    self.warmup_steps)
 
     # --- resuming --------------------------------------------------------------------------------------------
 
@@ -167,14 +204,15 @@ class Trainer:
         self.accelerator.load_state(str(path))
         self.state = TrainerState(**json.loads((path / "trainer_state.json").read_text()))
         if self.accelerator.is_main_process:  # steps after the saved state will be replayed: drop their log rows
-            _truncate_log(self.output_dir / "train_log.csv", self.state.global_step)
+            _truncate_log(self.output_dir / LOG_FILE, self.state.global_step)
         logger.info("resumed from %s: step %d, epoch %d (+%d batches)", path, self.state.global_step,
                     self.state.epoch, self.state.batches_done)
 
     def save_state(self) -> None:
         accelerator = self.accelerator
         final = self.output_dir / STATE_DIR / f"step_{self.state.global_step}"
-        tmp = temporary_sibling(final)
+        # One temporary for all processes (its name holds the main process's id): each writes its own files into it.
+        tmp = Path(broadcast_object_list([str(temporary_sibling(final))])[0])
         accelerator.wait_for_everyone()
         if accelerator.is_main_process:
             final.parent.mkdir(parents=True, exist_ok=True)
@@ -194,49 +232,54 @@ class Trainer:
         config, accelerator = self.config, self.accelerator
         if config.resume_from_checkpoint:
             self.resume(config.resume_from_checkpoint)
-        progress = tqdm(total=self.total_steps, initial=self.state.global_step, desc="train",
+        start_tracking(accelerator, asdict(config))
+        progress = tqdm(total=self.total_steps, initial=self.state.global_step, desc="train", unit="step",
                         disable=not accelerator.is_local_main_process)
-        log_path = self.output_dir / "train_log.csv"
         while self.state.epoch < self.num_epochs:
-            # Through the prepared loader: it would otherwise set the sampler's epoch to its own iteration count,
-            # which restarts at 0 in a resumed run.
-            self.train_loader.set_epoch(self.state.epoch)
-            self.model.train()
-            loader = self.train_loader
-            if self.state.batches_done:
-                loader = accelerator.skip_first_batches(self.train_loader, self.state.batches_done)
-            for micro_batches in _in_groups(loader, config.gradient_accumulation_steps):
+            last_step_end = time.perf_counter()
+            for micro_batches in self.epoch_batches():
                 if self.state.global_step >= self.total_steps:
                     break
-                started = time.perf_counter()
-                loss = self._optimizer_step(micro_batches)
+                stats = self._optimizer_step(micro_batches)
                 self.state.global_step += 1
                 self.state.batches_done += len(micro_batches)
                 crash_point("step")
-                samples = len(micro_batches) * micro_batches[0]["input_ids"].shape[0] * accelerator.num_processes
-                lr = self.scheduler.get_last_lr()[0]
-                progress.update(1)
-                progress.set_postfix(loss=f"{loss:.4f}", lr=f"{lr:.2e}",
-                                     samples_per_s=f"{samples / (time.perf_counter() - started):.1f}")
-                if accelerator.is_main_process:
-                    _append_log(log_path, {"step": self.state.global_step, "epoch": self.state.epoch + 1,
-                                           "loss": loss, "lr": lr})
+                seconds, last_step_end = time.perf_counter() - last_step_end, time.perf_counter()
+                self.log_step(stats, seconds, progress)
                 if config.checkpointing_steps and self.state.global_step % config.checkpointing_steps == 0:
                     self.save_state()
+                    last_step_end = time.perf_counter()  # throughput counts training, not checkpoint writes
             self._finish_epoch()
         progress.close()
         accelerator.wait_for_everyone()
 
-    def _optimizer_step(self, micro_batches: list[dict]) -> float:
-        """One optimizer step over `micro_batches`; returns the step's mean token loss over all processes."""
+    def epoch_batches(self):
+        """The current epoch's micro-batches not yet trained on, in groups of --gradient_accumulation_steps."""
+        # Through the prepared loader: it would otherwise set the sampler's epoch to its own iteration count,
+        # which restarts at 0 in a resumed run.
+        self.train_loader.set_epoch(self.state.epoch)
+        self.model.train()
+        loader = self.train_loader
+        if self.state.batches_done:
+            loader = self.accelerator.skip_first_batches(self.train_loader, self.state.batches_done)
+        return _in_groups(loader, self.config.gradient_accumulation_steps)
+
+    def _optimizer_step(self, micro_batches: list[dict]) -> StepStats:
+        """One optimizer step over `micro_batches`."""
         accelerator, model = self.accelerator, self.model
-        tokens = sum((b["labels"] != LABEL_PAD).sum() for b in micro_batches)
-        global_tokens = accelerator.reduce(tokens.detach().clone(), reduction="sum").clamp(min=1)
+        counts = torch.stack([  # this process's target tokens, input tokens, examples
+            sum((b["labels"] != LABEL_PAD).sum() for b in micro_batches),
+            sum(b["attention_mask"].sum() for b in micro_batches),
+            torch.tensor(sum(len(b["labels"]) for b in micro_batches), device=accelerator.device)]).float()
+        counts = accelerator.reduce(counts, reduction="sum")
+        global_tokens = counts[0].clamp(min=1)
         loss_sum = torch.zeros((), device=accelerator.device)
         for i, batch in enumerate(micro_batches):
-            # Gradients are all-reduced (averaged) only on the last micro-batch of the step.
-            sync = contextlib.nullcontext() if i == len(micro_batches) - 1 else accelerator.no_sync(model)
-            with sync, accelerator.autocast():
+            # Gradients are all-reduced (averaged) only on the last micro-batch of the step; `sync_gradients` tells
+            # DeepSpeed's engine the same (it steps at the boundary) and lets the prepared optimizer step.
+            last = i == len(micro_batches) - 1
+            accelerator.sync_gradients = last
+            with contextlib.nullcontext() if last else accelerator.no_sync(model), accelerator.autocast():
                 per_example, _ = loss_on(model, batch)
                 summed = per_example.sum()
                 if self.config.loss_reduction == "global_tokens":
@@ -249,7 +292,25 @@ class Trainer:
         self.optimizer.step()
         self.scheduler.step()
         self.optimizer.zero_grad(set_to_none=True)
-        return float(accelerator.reduce(loss_sum, reduction="sum") / global_tokens)
+        loss = float(accelerator.reduce(loss_sum, reduction="sum") / global_tokens)
+        return StepStats(loss=loss, examples=int(counts[2]), tokens=int(counts[0] + counts[1]))
+
+    def log_step(self, stats: StepStats, seconds: float, progress: tqdm) -> None:
+        """The step's loss, learning rate, throughput and (Zemi) gates: train_log.csv, trackers, progress bar."""
+        accelerator = self.accelerator
+        row = {"step": self.state.global_step, "epoch": self.state.epoch + 1, "loss": stats.loss,
+               "lr": self.scheduler.get_last_lr()[0], "samples_per_s": stats.examples / seconds,
+               "tokens_per_s": stats.tokens / seconds,
+               **fusion_gates(unwrap(self.model), accelerator)}  # every process takes part
+        progress.update(1)
+        progress.set_postfix(loss=f"{stats.loss:.4f}", lr=f"{row['lr']:.2e}",
+                             samples_per_s=f"{row['samples_per_s']:.1f}")
+        if accelerator.is_main_process:
+            _append_log(self.output_dir / LOG_FILE, row)
+        # The authors' W&B names for loss and learning rate (`loss`, `last_lr`).
+        tracked = {"loss": stats.loss, "last_lr": row["lr"], **{k: v for k, v in row.items()
+                                                                if k not in ("step", "epoch", "loss", "lr")}}
+        log_metrics(accelerator, tracked, self.state.global_step)
 
     @torch.no_grad()
     def validation_loss(self) -> float:
@@ -274,11 +335,13 @@ class Trainer:
         self.state.batches_done = 0
         self.state.results.append({"epoch": self.state.epoch, "step": self.state.global_step,
                                    "dev_loss": validation_loss})
+        log_metrics(accelerator, {"dev_loss": validation_loss}, self.state.global_step)  # the authors' W&B name
         accelerator.wait_for_everyone()
+        # Every process takes part: under FSDP and ZeRO-3 this gathers the shards (the main process gets them all).
+        state_dict = accelerator.get_state_dict(self.model)
         if accelerator.is_main_process:
-            model = unwrap(self.model)
-            save_model_atomic(model, self.output_dir / f"step_{self.state.global_step}",
-                              state_dict=accelerator.get_state_dict(self.model))
+            save_model_atomic(unwrap(self.model), self.output_dir / f"step_{self.state.global_step}",
+                              state_dict=state_dict)
             write_csv_atomic(self.output_dir / "results.csv", self.state.results)
             logger.info("epoch %d: step %d, validation loss %.4f", self.state.epoch, self.state.global_step,
                         validation_loss)
@@ -321,10 +384,11 @@ def main(argv: Sequence[str] | None = None, *, family: str) -> Path:
 def run(config: TrainConfig, *, family: str) -> Path:
     method = method_for(config, family=family)
     check_training_start(config, method)
-    accelerator = Accelerator(mixed_precision=config.mixed_precision)
+    accelerator = make_accelerator(config)
     setup_logging(accelerator)
     set_seed(config.seed)
     trainer = Trainer(config, method, accelerator)
     trainer.prepare()
     trainer.train()
+    end_tracking(accelerator)
     return trainer.output_dir

@@ -1,0 +1,139 @@
+"""Beyond one process: training/common.sh's zemi_launch (a user's accelerate config file, or NUM_MACHINES,
+MACHINE_RANK, MAIN_PROCESS_IP, MAIN_PROCESS_PORT), a real two-"machine" launch on this CPU box that ends with the
+weights of a one-machine two-process run, and a two-process run killed and resumed (every process's part of the
+training state is saved and read back)."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from tests.helpers import REPO, STEPS_PER_EPOCH, common_flags, free_port, launch, method_flags, read_csv, \
+    subprocess_env
+from zemi import multi_task_fine_tune_baseline
+
+CONFIGS = REPO / "training" / "accelerate_configs"
+
+
+def zemi_launch(module_and_args: list[str], *, home: Path, python: str = sys.executable, **env: str) \
+        -> subprocess.Popen:
+    """`zemi_launch` of training/common.sh after SETUP_ENV.sh, as the training scripts run it; `python="true"`
+    only prints the command. `home` stands in for $HF_HOME, so no accelerate config of this machine is read."""
+    script = ('args=("$@"); set --; '  # common.sh refuses script arguments
+              f'source SETUP_ENV.sh && source training/common.sh && PYTHON={python} zemi_launch "${{args[@]}}"')
+    full_env = subprocess_env(ZEMI_QUIET="1", NUM_GPUS="0", MIXED_PRECISION="no", CPU_THREADS="1",
+                              HF_HOME=str(home), PYTHON=sys.executable, **env)
+    if "ACCELERATE_CONFIG_FILE" not in env:
+        full_env.pop("ACCELERATE_CONFIG_FILE", None)
+    return subprocess.Popen(["bash", "-c", script, "zemi_launch", *module_and_args], cwd=REPO, env=full_env,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
+def printed_command(done: subprocess.Popen) -> list[str]:
+    _, stderr = done.communicate(timeout=120)
+    assert done.returncode == 0, stderr[-2000:]
+    return next(line for line in stderr.splitlines() if line.startswith("+ ")).split()
+
+
+@pytest.mark.parametrize("config", ["ddp.yaml", "fsdp.yaml", "deepspeed_zero2.yaml"])
+def test_zemi_launch_uses_the_accelerate_config_file(tmp_path, config):
+    command = printed_command(zemi_launch(["zemi.evaluate", "--help"], home=tmp_path, python="true",
+                                          ACCELERATE_CONFIG_FILE=str(CONFIGS / config)))
+    assert command[command.index("--config_file") + 1] == str(CONFIGS / config)
+    assert "--num_processes" not in command and "--num_machines" not in command  # the file decides
+    assert command[-2:] == ["zemi.evaluate", "--help"]
+
+
+def test_zemi_launch_reads_accelerates_default_config_and_passes_the_machine_settings(tmp_path):
+    default = tmp_path / "accelerate" / "default_config.yaml"
+    default.parent.mkdir()
+    default.write_text((CONFIGS / "ddp.yaml").read_text())
+    command = printed_command(zemi_launch(["zemi.evaluate"], home=tmp_path, python="true", NUM_MACHINES="2",
+                                          MACHINE_RANK="1", MAIN_PROCESS_IP="10.0.0.7", MAIN_PROCESS_PORT="29999"))
+    assert command[command.index("--config_file") + 1] == str(default)
+    for flag, value in (("--num_machines", "2"), ("--machine_rank", "1"), ("--main_process_ip", "10.0.0.7"),
+                        ("--main_process_port", "29999")):
+        assert command[command.index(flag) + 1] == value
+
+
+def test_several_machines_without_a_config_need_the_main_address(tmp_path):
+    done = zemi_launch(["zemi.evaluate"], home=tmp_path, python="true", NUM_MACHINES="2", MACHINE_RANK="1")
+    _, stderr = done.communicate(timeout=120)
+    assert done.returncode == 2 and "needs MAIN_PROCESS_IP" in stderr
+
+
+def run_flags(backbone: Path, data_root: Path, output_dir: Path) -> list[str]:
+    _, flags = method_flags("no_aug", backbone, Path())
+    return flags + common_flags(data_root, output_dir, batch=2, epochs=1) + [
+        "--checkpointing_steps", "4", "--resume_from_checkpoint", "latest", "--report_to", "none"]
+
+
+def final(run_dir: Path) -> dict[str, torch.Tensor]:
+    return load_file(run_dir / f"step_{STEPS_PER_EPOCH}" / "model.safetensors")
+
+
+def assert_same_weights(got: dict, expected: dict) -> None:
+    assert got.keys() == expected.keys()
+    for name in expected:
+        assert torch.allclose(got[name], expected[name], atol=1e-6, rtol=0), name
+
+
+@pytest.fixture(scope="module")
+def two_processes(tmp_path_factory, backbone_without_dropout, data_root) -> Path:
+    """The reference: one machine, two processes (gloo)."""
+    run_dir = tmp_path_factory.mktemp("one_machine") / "run"
+    done = launch("zemi.multi_task_fine_tune_baseline", run_flags(backbone_without_dropout, data_root, run_dir),
+                  processes=2)
+    assert done.returncode == 0, done.stderr[-3000:]
+    return run_dir
+
+
+def test_two_machines_end_with_the_weights_of_one_machine(tmp_path, two_processes, backbone_without_dropout,
+                                                          data_root):
+    run_dir = tmp_path / "run"
+    port = free_port()
+    machines = [zemi_launch(["zemi.multi_task_fine_tune_baseline",
+                             *run_flags(backbone_without_dropout, data_root, run_dir)], home=tmp_path,
+                            NUM_MACHINES="2", MACHINE_RANK=str(rank), MAIN_PROCESS_IP="127.0.0.1",
+                            MAIN_PROCESS_PORT=port)
+                for rank in (0, 1)]
+    outputs = [machine.communicate(timeout=600) for machine in machines]
+    for machine, (_, stderr) in zip(machines, outputs):
+        assert machine.returncode == 0, stderr[-3000:]
+    command = next(line for line in outputs[1][1].splitlines() if line.startswith("+ ")).split()
+    assert command[command.index("--machine_rank") + 1] == "1" and command[command.index("--num_processes") + 1] == "2"
+    assert_same_weights(final(run_dir), final(two_processes))
+    assert read_csv(run_dir / "train_log.csv")[-1]["loss"] == read_csv(two_processes / "train_log.csv")[-1]["loss"]
+
+
+def test_two_processes_killed_and_resumed_end_as_if_uninterrupted(tmp_path, two_processes, backbone_without_dropout,
+                                                                  data_root):
+    run_dir = tmp_path / "run"
+    flags = run_flags(backbone_without_dropout, data_root, run_dir)
+    killed = launch("zemi.multi_task_fine_tune_baseline", flags, processes=2,
+                    env=subprocess_env(ZEMI_CRASH_AT="step:6"))
+    assert killed.returncode != 0  # accelerate launch reports its killed children as a failure
+    state = run_dir / "checkpoints" / "step_4"
+    # Each process's part of the state (here its RNG states) is in the one published directory.
+    assert {"random_states_0.pkl", "random_states_1.pkl", "trainer_state.json"} <= {p.name for p in state.iterdir()}
+    assert not list((run_dir / "checkpoints").glob(".*"))
+    resumed = launch("zemi.multi_task_fine_tune_baseline", flags, processes=2)
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    assert "resumed from" in resumed.stderr
+    assert_same_weights(final(run_dir), final(two_processes))
+    assert [int(r["step"]) for r in read_csv(run_dir / "train_log.csv")] == list(range(1, STEPS_PER_EPOCH + 1))
+
+
+def test_the_gathered_checkpoint_has_the_layout_of_a_one_process_run(tmp_path, two_processes,
+                                                                     backbone_without_dropout, data_root):
+    _, flags = method_flags("no_aug", backbone_without_dropout, Path())
+    one = multi_task_fine_tune_baseline.main(flags + common_flags(data_root, tmp_path / "one", epochs=1)
+                                             + ["--report_to", "none"])
+    expected, got = final(one), final(two_processes)
+    assert {k: (v.shape, v.dtype) for k, v in got.items()} == {k: (v.shape, v.dtype) for k, v in expected.items()}
+
