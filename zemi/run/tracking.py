@@ -134,4 +134,5 @@ def fusion_gates(model: torch.nn.Module, accelerator: Accelerator) -> dict[str, 
         totals = accelerator.reduce(totals, reduction="sum")
     raw = totals[0] / totals[1].clamp(min=1)
     shown = [value.tanh() if name.startswith("tanh_") else value for name, value in zip(names, raw)]
-    return {name: float(value) for name, value in zip(names, shown)}
+    # A gate no process holds whole (ZeRO-3 partitions parameters out of the module) is left out, not shown as 0.
+    return {name: float(value) for name, value, count in zip(names, shown, totals[1]) if count > 0}
