@@ -27,7 +27,8 @@ print(torch.cuda.device_count(), "bf16" if cuda and torch.cuda.is_bf16_supported
 fi
 export NUM_GPUS MIXED_PRECISION
 export NUM_MACHINES="${NUM_MACHINES:-1}" MACHINE_RANK="${MACHINE_RANK:-0}"
-export MAIN_PROCESS_IP="${MAIN_PROCESS_IP:-}" MAIN_PROCESS_PORT="${MAIN_PROCESS_PORT:-20655}"
+# MAIN_PROCESS_PORT: unset leaves the port to an accelerate config file, else 20655 (training/common.sh).
+export MAIN_PROCESS_IP="${MAIN_PROCESS_IP:-}" MAIN_PROCESS_PORT="${MAIN_PROCESS_PORT:-}"
 export NUM_PROCESSES="${NUM_PROCESSES:-$(( (NUM_GPUS > 0 ? NUM_GPUS : 1) * NUM_MACHINES ))}"  # over all machines
 
 export TRAINING_SRC_ROOT="${TRAINING_SRC_ROOT:-$ZEMI_REPO_ROOT/training}"

@@ -47,6 +47,7 @@ def test_zemi_launch_uses_the_accelerate_config_file(tmp_path, config):
     assert command[command.index("--config_file") + 1] == str(CONFIGS / config)
     assert "--num_processes" not in command and "--num_machines" not in command  # the file decides
     assert command[-2:] == ["zemi.evaluate", "--help"]
+    assert "--main_process_port" not in command  # unless MAIN_PROCESS_PORT is set, the file's port
 
 
 def test_zemi_launch_reads_accelerates_default_config_and_passes_the_machine_settings(tmp_path):
@@ -54,9 +55,9 @@ def test_zemi_launch_reads_accelerates_default_config_and_passes_the_machine_set
     default.parent.mkdir()
     default.write_text((CONFIGS / "ddp.yaml").read_text())
     command = printed_command(zemi_launch(["zemi.evaluate"], home=tmp_path, python="true", NUM_MACHINES="2",
-                                          MACHINE_RANK="1", MAIN_PROCESS_IP="10.0.0.7", MAIN_PROCESS_PORT="29999"))
+                                          MACHINE_RANK="1", MAIN_PROCESS_IP="127.0.0.2", MAIN_PROCESS_PORT="29999"))
     assert command[command.index("--config_file") + 1] == str(default)
-    for flag, value in (("--num_machines", "2"), ("--machine_rank", "1"), ("--main_process_ip", "10.0.0.7"),
+    for flag, value in (("--num_machines", "2"), ("--machine_rank", "1"), ("--main_process_ip", "127.0.0.2"),
                         ("--main_process_port", "29999")):
         assert command[command.index(flag) + 1] == value
 

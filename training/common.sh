@@ -47,7 +47,8 @@ zemi_launch() {
   reachable from every machine (README, \"Several machines\")"
     fi
     [ -z "$MAIN_PROCESS_IP" ] || launch+=(--main_process_ip "$MAIN_PROCESS_IP")
-    launch+=(--main_process_port "$MAIN_PROCESS_PORT")
+    if [ -n "$MAIN_PROCESS_PORT" ]; then launch+=(--main_process_port "$MAIN_PROCESS_PORT")
+    elif [ -z "$config" ]; then launch+=(--main_process_port 20655); fi  # with a config file, the file's port
     local command=(env "${env[@]}" "$PYTHON" -m accelerate.commands.launch "${launch[@]}" -m "$module" "$@")
     echo "+ ${command[*]}" >&2
     "${command[@]}"
