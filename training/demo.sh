@@ -24,4 +24,11 @@ source "$TRAINING_SRC_ROOT/common.sh"
 zemi_plot "$OUTPUT_SRC_ROOT" "$OUTPUT_SRC_ROOT"/p3_finetuning/{no_aug,concat,fid,zemi}_base
 "$PYTHON" -m zemi.visualize_retrieval --data_root "$AUG_DATA_ROOT" --output "${VISUALIZATION_DIR:-visualization}"
 
+# 4. One held-out question (the first validation row of the first held-out task's first template) answered by the
+#    Zemi run, retrieving its documents from the index the data build kept beside the data.
+question=$(find "$AUG_DATA_ROOT/${EVAL_TASKS%% *}" -mindepth 1 -maxdepth 1 -type d | sort | head -n 1)
+echo "+ $PYTHON -m zemi.predict --model $OUTPUT_SRC_ROOT/p3_finetuning/zemi_base --index ${AUG_DATA_ROOT%/}.bm25 --template_dir $question" >&2
+"$PYTHON" -m zemi.predict --model "$OUTPUT_SRC_ROOT/p3_finetuning/zemi_base" --index "${AUG_DATA_ROOT%/}.bm25" \
+    --template_dir "$question" --row 0
+
 echo "The demo took $(( $(date +%s) - started )) s. Table 1: $REPORT_DIR_BASE/table1.md (and results.json, table1.png)"
