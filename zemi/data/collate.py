@@ -60,12 +60,12 @@ class Collator:
         length = self._length(flat, self.document_length)
         ids = torch.full((len(per_example), slots, length), self.pad_token_id, dtype=torch.long)  # (B, M, La)
         mask = torch.zeros_like(ids)
-        exists = torch.zeros((len(per_example), slots), dtype=torch.long)  # (B, M)
+        slot_mask = torch.zeros((len(per_example), slots), dtype=torch.long)  # (B, M): 1 for a present document
         for row, docs in enumerate(per_example):
             if docs:
                 ids[row, : len(docs)], mask[row, : len(docs)] = pad_sequences(docs, self.pad_token_id, length)
-                exists[row, : len(docs)] = 1
-        return {"aug_input_ids": ids, "aug_attention_mask": mask, "aug_exist_idx": exists}
+                slot_mask[row, : len(docs)] = 1
+        return {"aug_input_ids": ids, "aug_attention_mask": mask, "aug_exist_idx": slot_mask}  # the authors' name
 
     def _choices(self, features: list[dict[str, Any]]) -> dict[str, torch.Tensor]:
         choices = [c for f in features for c in f["choice_ids"]]

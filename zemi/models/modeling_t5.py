@@ -278,17 +278,17 @@ class T5ForConditionalGenerationMultiAug(_DocumentFusedT5):
         doc_encoder = self.frozen_encoder.encoder if self.frozen_encoder is not None else self.encoder
         # Absent slots (aug_exist_idx 0) are masked out of the cross-attention: no need to encode them. An example
         # without any document attends uniformly to all its slots (as in the original), so those are encoded.
-        present = None
-        if aug_exist_idx is not None:
-            present = aug_exist_idx.bool()
-            present = present | ~present.any(dim=1, keepdim=True)
+        slot_mask = aug_exist_idx  # (B, M): 1 for a present document; the one name for it inside our code
+        to_encode = None
+        if slot_mask is not None:
+            to_encode = slot_mask.bool() | ~slot_mask.bool().any(dim=1, keepdim=True)
         with torch.set_grad_enabled(torch.is_grad_enabled() and self.frozen_encoder is None):
-            docs = encode_slots(doc_encoder, aug_input_ids, aug_attention_mask, present)  # (B*M, La, D)
+            docs = encode_slots(doc_encoder, aug_input_ids, aug_attention_mask, to_encode)  # (B*M, La, D)
         media = self.perceiver_resampler(docs.reshape(b, m, la, -1))  # (B, M, num_latents, D)
         mask = None
         for block in self.xattn_stack:
             if isinstance(block, GatedCrossAttentionBlock):
-                hidden = block(hidden, media, aug_exist_idx)  # (B, L, D)
+                hidden = block(hidden, media, slot_mask)  # (B, L, D)
             else:  # an extra T5 block (num_xattn_layers > 1): self-attention over the input, no position bias
                 if mask is None:
                     mask = create_bidirectional_mask(config=self.encoder.config, inputs_embeds=hidden,
@@ -339,15 +339,16 @@ def reset_t5_block(block: T5Block, config: T5Config) -> None:
                 module.weight.fill_(factor)
 
 
-def encode_slots(encoder: nn.Module, ids: torch.Tensor, mask: torch.Tensor, keep: torch.Tensor | None) -> torch.Tensor:
-    """Encoder states (B*M, La, D) of the document slots (B, M, La); slots where `keep` (B, M) is False are not
+def encode_slots(encoder: nn.Module, ids: torch.Tensor, mask: torch.Tensor, to_encode: torch.Tensor | None
+                 ) -> torch.Tensor:
+    """Encoder states (B*M, La, D) of the document slots (B, M, La); slots where `to_encode` (B, M) is False are not
     run through the encoder and get zeros (their states are masked downstream)."""
     b, m, la = ids.shape
     ids, mask = ids.reshape(b * m, la), mask.reshape(b * m, la)
     # Under torch.compile, data-dependent row selection would break the graph: encode every slot instead.
-    if keep is None or torch.compiler.is_compiling() or bool(keep.all()):
+    if to_encode is None or torch.compiler.is_compiling() or bool(to_encode.all()):
         return encoder(input_ids=ids, attention_mask=mask).last_hidden_state
-    rows = keep.reshape(-1).nonzero().squeeze(1)
+    rows = to_encode.reshape(-1).nonzero().squeeze(1)
     states = encoder(input_ids=ids[rows], attention_mask=mask[rows]).last_hidden_state  # (kept, La, D)
     return states.new_zeros(b * m, la, states.shape[-1]).index_copy(0, rows, states)
 

@@ -129,8 +129,9 @@ class MaskedCrossAttention(nn.Module):
         if slot_mask is not None:
             # The original fills masked scores with -finfo.max (not -inf): a row with no present slot then
             # attends uniformly instead of producing NaN.
-            keep = repeat(slot_mask.bool(), "b m -> b 1 1 (m n)", n=n_latents)
-            bias = torch.zeros(keep.shape, dtype=q.dtype, device=q.device).masked_fill(~keep, torch.finfo(q.dtype).min)
+            attend = repeat(slot_mask.bool(), "b m -> b 1 1 (m n)", n=n_latents)
+            bias = torch.zeros(attend.shape, dtype=q.dtype, device=q.device).masked_fill(~attend,
+                                                                                         torch.finfo(q.dtype).min)
         out = F.scaled_dot_product_attention(q, k, v, attn_mask=bias)
         return self.to_out(rearrange(out, "b h n d -> b n (h d)"))
 

@@ -61,7 +61,8 @@ class TrainConfig:
     fusion_learning_rate: float | None = option(
         None, "Learning rate of Zemi's new fusion modules (Perceiver resampler, cross-attention, gates); default: "
         "--learning_rate, as in the paper")
-    weight_decay: float = option(PAPER.recipe["weight_decay"], "AdamW weight decay (0 for biases and LayerNorm weights)", "-wd")
+    weight_decay: float = option(PAPER.recipe["weight_decay"], "AdamW weight decay (0 for biases; T5's norm "
+                                 "weights are decayed, as in the original)", "-wd")
     optimizer: str = option(OPTIMIZERS[0], "adamw_hf: the authors' transformers.AdamW rule (eps 1e-6 before the bias "
                             "correction, weight decay after the update); adamw_torch: torch.optim.AdamW (eps 1e-8)",
                             choices=OPTIMIZERS)

@@ -21,7 +21,8 @@ TORCH_EPS = 1e-8
 
 def parameter_groups(model: torch.nn.Module, weight_decay: float,
                      fusion_learning_rate: float | None = None) -> list[dict]:
-    """AdamW groups: no weight decay for biases and LayerNorm weights; with `fusion_learning_rate`, the fusion
+    """AdamW groups: no weight decay for parameters named like NO_DECAY (biases; "LayerNorm.weight" matches none of
+    T5's norms, which are decayed, as in the original); with `fusion_learning_rate`, the fusion
     modules of Zemi (whatever `model.fusion_modules()` returns) get their own learning rate."""
     fusion = set()
     if fusion_learning_rate is not None and hasattr(model, "fusion_modules"):
