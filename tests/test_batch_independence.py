@@ -19,6 +19,8 @@ from zemi.run.evaluation import rank_choices
 from zemi.run.loss import loss_on
 from zemi.run.method import Method, collator_for
 
+pytestmark = pytest.mark.unit
+
 METHODS = {
     "no_aug": {"model_architecture": "T5"},
     "concat": {"model_architecture": "T5", "concat_aug_num": 3},

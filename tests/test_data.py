@@ -15,6 +15,8 @@ from zemi.data.collate import LABEL_PAD, Collator
 from zemi.data.mixture import DataError, load_eval_templates, load_training_mixture, sample_template_dirs
 from zemi.data.processing import Featurizer, MaxLengths, TextRules, build_texts, fold_documents
 
+pytestmark = pytest.mark.unit
+
 
 def docs(*texts: str) -> list[dict]:
     return [{"inputs_pretokenized": t, "score": 10.0 - i} for i, t in enumerate(texts)]

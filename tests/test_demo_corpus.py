@@ -11,6 +11,8 @@ import pytest
 from demo_builders import corpus, wordnet
 from demo_builders.wordnet import Pointer, Synset
 
+pytestmark = pytest.mark.unit
+
 DALMATIAN = ("02110341 05 n 03 dalmatian 0 coach_dog 0 carriage_dog 0 002 @ 02084071 n 0000 ~ 02110532 n 0000 | "
              "a large breed having a smooth white coat with black or brown spots; originated in Dalmatia  ")
 HAS_WORDNET = all((wordnet.DEFAULT_WORDNET_DIR / name).is_file() for _, name in wordnet.POS_FILES)

@@ -11,6 +11,8 @@ from zemi.data.tasks import apply_template, load_custom_task, load_raw_splits, l
 from demo_builders import tasks
 from demo_builders.corpus import read_corpus
 
+pytestmark = pytest.mark.unit
+
 MIXTURE = json.loads((tasks.TASKS_DIR / "mixture.json").read_text())
 ALL_TASKS = MIXTURE["train"] + MIXTURE["eval"]
 

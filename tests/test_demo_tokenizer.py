@@ -8,6 +8,8 @@ from transformers import AutoTokenizer
 from demo_builders import tokenizer as demo_tokenizer
 from demo_builders.corpus import read_corpus
 
+pytestmark = pytest.mark.unit
+
 
 @pytest.fixture(scope="module")
 def committed():

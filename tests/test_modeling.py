@@ -19,6 +19,8 @@ from zemi.modeling_t5 import (
     model_from_config,
 )
 
+pytestmark = pytest.mark.unit
+
 ZEMI = "SharedEncoderDecoder_MultiAug"
 MODEL_ARCHITECTURE = {"zemi": ZEMI, "fid": "FiD", "t5": "T5"}
 

@@ -10,6 +10,8 @@ from tests.helpers import random_batch, tiny_perceiver_config, tiny_t5_config
 from zemi.modeling_t5 import T5ForConditionalGenerationFiD, T5ForConditionalGenerationMultiAug
 from zemi.run.optim import parameter_groups
 
+pytestmark = pytest.mark.unit
+
 
 def zemi_model() -> T5ForConditionalGenerationMultiAug:
     torch.manual_seed(0)

@@ -15,6 +15,8 @@ from hypothesis import given, settings, strategies as st
 from zemi.retrieval import tokenize
 from zemi.retrieval.analyzer import MAX_TOKEN_LENGTH, first_words, lowercase
 
+pytestmark = pytest.mark.unit
+
 
 @pytest.mark.parametrize(
     "text, expected",
