@@ -13,7 +13,7 @@ import pytest
 from hypothesis import given, settings, strategies as st
 
 from zemi.retrieval import tokenize
-from zemi.retrieval.analyzer import MAX_TOKEN_LENGTH, first_words, lowercase
+from zemi.retrieval.analyzer import MAX_TOKEN_LENGTH, lowercase
 
 pytestmark = pytest.mark.unit
 
@@ -119,12 +119,6 @@ def test_tokens_match_lucene_on_every_fixture_case():
         if tokenize(case["text"]) != case["tokens"]
     ]
     assert not mismatches, f"{len(mismatches)} of {len(LUCENE_CASES)} cases differ from Lucene: {mismatches[:3]}"
-
-
-def test_first_words_cuts_on_whitespace_and_joins_with_spaces():
-    assert first_words("one two\nthree\tfour  five", 3) == "one two three"
-    assert first_words("short text", 256) == "short text"
-    assert first_words("", 20) == ""
 
 
 @settings(max_examples=200, deadline=None)

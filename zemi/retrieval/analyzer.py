@@ -228,11 +228,3 @@ def tokenize(text: str) -> list[str]:
     if not tokens:
         return tokens
     return lowercase("\n".join(tokens)).split("\n")  # all at once: no token contains a line feed
-
-
-def first_words(text: str, max_words: int) -> str:
-    """The first `max_words` whitespace-separated words of `text`, joined by single spaces.
-
-    The authors cut documents to 256 words and queries to 20 words this way, before the analyzer sees them.
-    """
-    return " ".join(text.split()[:max_words])
