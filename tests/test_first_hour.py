@@ -127,6 +127,15 @@ def test_a_perceiver_dim_that_is_not_the_backbones_d_model_is_an_error_line(back
     assert not (tmp_path / "run").exists()
 
 
+def test_the_data_builds_bad_inputs_are_error_lines(tmp_path):
+    done = run_module("zemi.data.build", ["--tasks", "no_such_task", "--corpus", str(tmp_path / "corpus.jsonl"),
+                                          "--output", str(tmp_path / "30aug")])
+    failed_cleanly(done, "unknown task 'no_such_task'")
+    done = run_module("zemi.data.build", ["--tasks", "train", "--corpus", str(tmp_path / "no_corpus.jsonl"),
+                                          "--output", str(tmp_path / "30aug")])
+    failed_cleanly(done, "no_corpus.jsonl")
+
+
 def test_zemi_debug_shows_the_traceback(backbone_dir, tmp_path):
     done = run_module("zemi.evaluate", evaluate_command([str(tmp_path / "missing")], backbone_dir, tmp_path),
                       env=subprocess_env(ZEMI_DEBUG="1"))

@@ -22,6 +22,7 @@ from typing import Sequence
 from tqdm.auto import tqdm
 
 from zemi.data.tasks import TaskSpec, load_raw_splits, load_templates, prompt_split, resolve_tasks, template_dir_name
+from zemi.errors import ConfigError, run_entry
 from zemi.retrieval.corpus import C4_TRAIN_DOCUMENTS, STORE_FILE, DocumentStore, documents_for_fraction, iter_documents
 from zemi.retrieval.examples import chosen_examples, retrieve_for_examples
 from zemi.retrieval.sharded import SHARDS_FILE, ParallelSearch, build_sharded_index, open_index
@@ -69,19 +70,19 @@ class BuildConfig:
     def __post_init__(self):
         self.tasks = self.tasks or ["all"]
         if not self.corpus or not self.output:
-            raise ValueError("corpus and output are required")
+            raise ConfigError("corpus and output are required")
         if self.shuffle_documents not in SHUFFLE_MODES:
-            raise ValueError(f"shuffle_documents must be one of {SHUFFLE_MODES}")
+            raise ConfigError(f"shuffle_documents must be one of {SHUFFLE_MODES}")
         if self.num_documents is not None and self.corpus_fraction is not None:
-            raise ValueError("give --num_documents or --corpus_fraction, not both")
+            raise ConfigError("give --num_documents or --corpus_fraction, not both")
         positive = ("document_words", "query_words", "documents_per_query", "documents_per_example", "shard_size",
                     "num_workers", "num_documents", "max_examples_per_split")
         for name in positive:
             value = getattr(self, name)
             if value is not None and value < 1:
-                raise ValueError(f"--{name} must be a positive integer, got {value}")
+                raise ConfigError(f"--{name} must be a positive integer, got {value}")
         if self.corpus_fraction is not None and not 0 < self.corpus_fraction <= 1:
-            raise ValueError(f"--corpus_fraction must be within (0, 1], got {self.corpus_fraction}")
+            raise ConfigError(f"--corpus_fraction must be within (0, 1], got {self.corpus_fraction}")
         self.index_dir = self.index_dir or f"{self.output.rstrip('/')}.bm25"
         self.cache_dir = self.cache_dir or f"{self.output.rstrip('/')}.cache"
 
@@ -103,7 +104,7 @@ def record_settings(path: Path, settings: dict) -> None:
     if path.exists():
         previous = json.loads(path.read_text())
         if previous != settings:
-            raise ValueError(f"{path.parent} was built with {previous}, not {settings}: delete it or change paths")
+            raise ConfigError(f"{path.parent} was built with {previous}, not {settings}: delete it or change paths")
         return
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(settings, indent=2))
@@ -293,4 +294,4 @@ def main(argv: Sequence[str] | None = None) -> None:
 
 
 if __name__ == "__main__":
-    main()
+    run_entry(main)

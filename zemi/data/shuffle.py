@@ -18,7 +18,6 @@ from __future__ import annotations
 import argparse
 import logging
 import random
-import sys
 from pathlib import Path
 from typing import Sequence
 
@@ -26,6 +25,7 @@ from datasets import Dataset, DatasetDict, concatenate_datasets, load_from_disk
 
 from zemi.data.mixture import list_entries, open_template_dir
 from zemi.data.validation import DataError
+from zemi.errors import run_entry
 from zemi.io import publish, temporary_sibling
 
 logger = logging.getLogger(__name__)
@@ -161,8 +161,4 @@ def main(argv: Sequence[str] | None = None) -> Path:
 
 
 if __name__ == "__main__":
-    try:
-        main()
-    except DataError as err:  # the project's convention for bad input: the message and status 2
-        print(f"error: {err}", file=sys.stderr)
-        sys.exit(2)
+    run_entry(main)

@@ -16,6 +16,7 @@ import yaml
 
 from zemi.data.task_lists import HELD_OUT_TASKS, TRAINING_MIXTURE
 from zemi.data.validation import DataError, check_task_config, check_templates, read_jsonl, read_yaml
+from zemi.errors import ConfigError
 
 logger = logging.getLogger(__name__)
 
@@ -108,7 +109,7 @@ def resolve_tasks(names: Sequence[str]) -> list[TaskSpec]:
         elif (Path(name) / TASK_FILE).exists():
             specs.append(load_custom_task(name))
         else:
-            raise ValueError(f"unknown task {name!r}: not a group {sorted(TASK_GROUPS)}, a built-in task "
+            raise ConfigError(f"unknown task {name!r}: not a group {sorted(TASK_GROUPS)}, a built-in task "
                              f"{sorted(BUILTIN_TASKS)}, or a directory with {TASK_FILE}")
     seen: set[str] = set()
     unique = [spec for spec in specs if not (spec.dataset_dir in seen or seen.add(spec.dataset_dir))]
@@ -159,7 +160,7 @@ def load_templates(task: TaskSpec) -> list:
         templates = DatasetTemplates(task.dataset_name, task.subset_name).templates.values()
     kept = [template for template in templates if _keep_template(template, task.template_filter)]
     if not kept:
-        raise ValueError(f"{task.dataset_dir}: no template passes the filter {task.template_filter!r}")
+        raise ConfigError(f"{task.dataset_dir}: no template passes the filter {task.template_filter!r}")
     return sorted(kept, key=lambda template: template.name)
 
 

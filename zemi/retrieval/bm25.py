@@ -17,6 +17,7 @@ from typing import Iterable, Iterator, Sequence
 import numpy as np
 import rank_bm25
 
+from zemi.errors import ConfigError
 from zemi.retrieval.analyzer import tokenize
 from zemi.retrieval.scoring import (
     CollectionSize,
@@ -207,7 +208,7 @@ class RankBM25Engine:
     @classmethod
     def build(cls, token_lists: Iterable[list[str]], *, scoring: str, params: dict, **unused) -> "RankBM25Engine":
         if unused.get("size") is not None:
-            raise ValueError("rank_bm25 indexes one corpus at once; shard with backend='bm25s'")
+            raise ConfigError("rank_bm25 indexes one corpus at once; shard with backend='bm25s'")
         token_lists = list(token_lists)
         if scoring == "okapi":
             model = rank_bm25.BM25Okapi(token_lists, k1=params["k1"], b=params["b"], epsilon=params["epsilon"])
@@ -263,7 +264,7 @@ class BM25Index:
         matrix holds float32 weights (Lucene's own precision); `dtype="float64"` keeps every bit of our float64
         weights, which the reference tests against rank_bm25 use."""
         if backend not in ENGINES:
-            raise ValueError(f"unknown backend {backend!r}; choose one of {BACKENDS}")
+            raise ConfigError(f"unknown backend {backend!r}; choose one of {BACKENDS}")
         params = scoring_parameters(scoring, k1, b)
         token_lists = iter_token_lists(documents, num_workers)
         engine = ENGINES[backend].build(

@@ -17,6 +17,8 @@ import pyarrow as pa
 
 from tqdm.auto import tqdm
 
+from zemi.errors import ConfigError, MissingInputError
+
 logger = logging.getLogger(__name__)
 
 # C4 `en` train: 1024 json.gz shards, 364,868,892 documents. The authors indexed the first 5 %, i.e.
@@ -44,7 +46,7 @@ def c4_shard_files(first_shard: int = 0, num_shards: int | None = None) -> list[
 def documents_for_fraction(fraction: float, total: int) -> int:
     """How many leading documents a fraction of the corpus is (rounded down, as the authors' 5 % was)."""
     if not 0 < fraction <= 1:
-        raise ValueError(f"fraction must be in (0, 1], got {fraction}")
+        raise ConfigError(f"fraction must be in (0, 1], got {fraction}")
     return math.floor(fraction * total)
 
 
@@ -91,10 +93,10 @@ def _local_files(source: Path) -> list[Path]:
     if source.is_dir():
         files = sorted(p for p in source.rglob("*") if p.is_file() and _reader_for(p) is not None)
         if not files:
-            raise FileNotFoundError(f"no jsonl/parquet/arrow files under {source}")
+            raise MissingInputError(f"no jsonl/parquet/arrow files under {source}")
         return files
     if not source.exists():
-        raise FileNotFoundError(source)
+        raise MissingInputError(f"corpus {source} does not exist")
     return [source]
 
 
@@ -135,7 +137,7 @@ def iter_documents(
     `source` is "c4" or a local path. The authors indexed C4's full texts and cut a document only when returning it.
     """
     if num_documents is not None and fraction is not None:
-        raise ValueError("give num_documents or fraction, not both")
+        raise ConfigError("give num_documents or fraction, not both")
     if source == "c4":
         if fraction is not None:
             num_documents = documents_for_fraction(fraction, C4_TRAIN_DOCUMENTS)

@@ -12,6 +12,8 @@ from typing import Iterable, Sequence
 
 import numpy as np
 
+from zemi.errors import ConfigError
+
 # Defaults per scoring: Lucene's BM25Similarity (what the authors' Elasticsearch used) and rank_bm25's BM25Okapi.
 SCORING_DEFAULTS: dict[str, dict[str, float]] = {
     "lucene": {"k1": 1.2, "b": 0.75},
@@ -22,14 +24,14 @@ SCORING_DEFAULTS: dict[str, dict[str, float]] = {
 def scoring_parameters(scoring: str, k1: float | None = None, b: float | None = None) -> dict[str, float]:
     """The parameters of `scoring`, with `k1`/`b` overriding its defaults; unknown scorings fail loudly."""
     if scoring not in SCORING_DEFAULTS:
-        raise ValueError(f"unknown scoring {scoring!r}; choose one of {sorted(SCORING_DEFAULTS)}")
+        raise ConfigError(f"unknown scoring {scoring!r}; choose one of {sorted(SCORING_DEFAULTS)}")
     params = dict(SCORING_DEFAULTS[scoring])
     if k1 is not None:
         params["k1"] = float(k1)
     if b is not None:
         params["b"] = float(b)
     if params["k1"] < 0 or not 0 <= params["b"] <= 1:
-        raise ValueError(f"need k1 >= 0 and 0 <= b <= 1, got k1={params['k1']}, b={params['b']}")
+        raise ConfigError(f"need k1 >= 0 and 0 <= b <= 1, got k1={params['k1']}, b={params['b']}")
     return params
 
 
