@@ -1,6 +1,7 @@
 # The launcher behind the eight training/*_{base,large}.sh scripts: train, evaluate on the held-out tasks, report.
-# Sourced after SETUP_ENV.sh. Each function prints the full command it runs. SKIP_TRAIN=1 evaluates an existing run
-# directory instead of training (e.g. the authors' checkpoints placed at output/p3_finetuning/<method>_<size>).
+# A script sources it first: it moves to the repository root and reads SETUP_ENV.sh. Each function prints the full
+# command it runs. SKIP_TRAIN=1 evaluates an existing run directory instead of training (e.g. the authors'
+# checkpoints placed at output/p3_finetuning/<method>_<size>).
 
 AUTHORS_DOWNLOAD="https://uofi.box.com/s/wnt6cv7icuir4q3wb2a6viuyklme5dga"
 
@@ -9,6 +10,9 @@ zemi_fail() { echo "ERROR: $*" >&2; exit 2; }
 # The scripts take their settings from the environment only, so an argument would be silently dropped.
 [ "$#" -eq 0 ] || zemi_fail "$(basename "$0") takes no arguments (got: $*). Settings are environment variables
   (SETUP_ENV.sh), e.g. EPOCHS=3 or EXTRA_TRAIN_ARGS=\"--report_to tensorboard\" bash $0"
+
+cd "$(dirname "${BASH_SOURCE[0]}")/.."
+source ./SETUP_ENV.sh || exit 2  # no environment or an unknown preset: SETUP_ENV.sh said why
 
 # The user's accelerate config file, if there is one (`accelerate config` writes it).
 zemi_accelerate_config() {

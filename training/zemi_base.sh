@@ -4,9 +4,7 @@
 # preset of zemi/run/presets.py). SKIP_TRAIN=1 evaluates an existing run directory instead, e.g. the authors'
 # checkpoint placed at output/p3_finetuning/zemi_base.
 set -euo pipefail
-cd "$(dirname "$0")/.."
-source ./SETUP_ENV.sh  # each on its own line, so that set -e ends the script if one fails
-source training/common.sh
+source "$(dirname "$0")/common.sh"  # the repository root, SETUP_ENV.sh's settings, the launcher
 
 zemi_train zemi_base xattn "$LM_BASE" "$BS_BASE" --model_architecture SharedEncoderDecoder_MultiAug \
     --perceiver_config "$PERCEIVER_CONFIG_BASE"
