@@ -1,6 +1,7 @@
 """Zemi and FiD as Hugging Face models: `import zemi` registers them with AutoConfig / AutoModelForSeq2SeqLM (lazily),
 saved directories load as their own class with every weight, plain T5 stays T5, and directories written before the
-config classes existed (model_type "t5" plus a perceiver_xattn_config key) keep loading through our loaders."""
+config classes existed (model_type "t5" plus a perceiver_xattn_config key) keep loading, through our loaders and
+through Auto."""
 
 from __future__ import annotations
 
@@ -63,7 +64,7 @@ def test_import_zemi_is_light_and_registers_when_the_auto_api_is_imported():
                           env=subprocess_env())
     assert done.returncode == 0, done.stderr[-2000:]
     assert done.stdout.split("\n")[0] == (
-        "[] True True ['T5ForConditionalGenerationMultiAug', 'T5ForConditionalGenerationFiD']")
+        "[] True True ['T5ForConditionalGenerationMultiAug', 'T5ForConditionalGenerationFiD', 'T5OrPreviousFormat']")
 
 
 @pytest.mark.parametrize("architecture", sorted(ARCHITECTURES))
@@ -118,9 +119,22 @@ def test_directories_in_the_previous_format_keep_loading(tmp_path, tiny_t5_dir, 
     loaded = run.load_model(run.checkpoints()[0][1])
     assert type(loaded) is type(model)
     assert torch.equal(logits(loaded), logits(model))
-    # Saved again, it is in the new format, which Auto reads.
+    # Auto reads the previous format too (the class save_pretrained recorded tells Zemi and FiD from T5) ...
+    through_auto = AutoModelForSeq2SeqLM.from_pretrained(tmp_path / "step_3")
+    assert type(through_auto) is type(model)
+    assert torch.equal(logits(through_auto), logits(model))
+    # ... and saved again, it is in the new format.
     loaded.save_pretrained(tmp_path / "resaved")
     assert torch.equal(logits(AutoModelForSeq2SeqLM.from_pretrained(tmp_path / "resaved")), logits(model))
+
+
+def test_a_plain_t5_directory_still_loads_as_transformers_t5(tmp_path, tiny_t5_dir):
+    stock = T5ForConditionalGeneration.from_pretrained(tiny_t5_dir)
+    stock.save_pretrained(tmp_path / "stock")
+    loaded = AutoModelForSeq2SeqLM.from_pretrained(tmp_path / "stock")
+    assert type(loaded) is T5ForConditionalGeneration
+    assert torch.equal(logits(loaded), logits(stock))
+    assert type(AutoModelForSeq2SeqLM.from_config(stock.config)) is T5ForConditionalGeneration
 
 
 def test_config_classes_and_an_unknown_model_type(tmp_path, tiny_t5_dir):
