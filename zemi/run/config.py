@@ -168,9 +168,9 @@ class EvalConfig:
                                    "--step_num")
     output_dir: str = option(None, "Where results.json and results.csv go", required=True)
     per_device_eval_batch_size: int = option(8, "Examples per batch and process (all their choices together)")
-    max_length: int | None = option(None, "Input tokens (default: the run's args.json, else 1024)")
-    aug_max_length: int | None = option(None, "Tokens per document (default: the run's args.json, else 256)")
-    target_max_length: int | None = option(None, "Answer-choice tokens (default: the run's args.json, else 256)")
+    max_length: int | None = option(None, "Input tokens (default: the run's args.json, else the paper's)")
+    aug_max_length: int | None = option(None, "Tokens per document (default: the run's args.json, else the paper's)")
+    target_max_length: int | None = option(None, "Answer-choice tokens (default: the run's args.json, else the paper's)")
     concat_input_at_augmentation: bool = option(False, "FiD: prefix documents with the input (also read from args.json)",
                                                 "-cia")
     fit_aug_num: int | None = option(None, "Fold this many documents into the slots (default: the run's value)")

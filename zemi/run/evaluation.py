@@ -32,6 +32,7 @@ from zemi.models.modeling_t5 import T5WithOwnLMHead, model_inputs
 from zemi.run.cli import setup_logging
 from zemi.run.config import EvalConfig, parse_config
 from zemi.run.method import Method, collator_for
+from zemi.run.presets import PAPER
 from zemi.run.run_directory import RunDirectory
 from zemi.run.tracking import end_tracking, log_metrics, make_accelerator, start_tracking
 
@@ -205,8 +206,8 @@ class EvalSource:
         method = Method.from_args({**settings, **overrides}, source=f"{path}/args.json" if run else "--model_name_or_path",
                                   perceiver_values=run.perceiver_config.to_dict() if run and run.perceiver_config
                                   else None)
-        lengths = MaxLengths(setting("max_length", 1024), setting("aug_max_length", 256),
-                             setting("target_max_length", 256))
+        lengths = MaxLengths(*(setting(name, PAPER.recipe[name])
+                               for name in ("max_length", "aug_max_length", "target_max_length")))
         tokenizer_source = config.tokenizer_name or (run.tokenizer_source() if run else
                                                      (config.lm_name or config.model_name_or_path))
         name = path.name if kind != "hub" else config.model_name_or_path
