@@ -192,7 +192,7 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=_HelpFormatter)
     parser.add_argument("--model", "--model_name_or_path", dest="model", required=True,
                         help="a run directory, a step_N in one, a converted directory, or a plain T5")
-    parser.add_argument("--step", type=int, default=None, help="the run's checkpoint (default: its last step)")
+    parser.add_argument("--step", type=int, default=None, help="the run's checkpoint; none: its last step")
     parser.add_argument("--index", default=None, help="a retrieval index directory (documents.arrow + BM25 index)")
     parser.add_argument("--prompt", default=None, help="the prompted input, as the model was trained to read it")
     parser.add_argument("--choices", nargs="+", default=None,
@@ -201,7 +201,7 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
                         help="instead of --prompt and --choices: a 30aug template directory, whose validation row "
                         "--row gives the prompt, the choices and the gold answer")
     parser.add_argument("--row", type=int, default=0, help="the row of --template_dir's validation split")
-    parser.add_argument("--query", default=None, help="the retrieval query (default: the prompt)")
+    parser.add_argument("--query", default=None, help="the retrieval query; none: the prompt")
     parser.add_argument("--query_words", type=int, default=QUERY_WORDS, help="the query is cut to its first N words")
     parser.add_argument("--document_words", type=int, default=DOCUMENT_WORDS,
                         help="documents are cut to their first N words")
