@@ -22,7 +22,8 @@ done
 # The four runs' training curves overlaid: loss.png, and gates.png (Zemi's gates).
 source "$TRAINING_SRC_ROOT/common.sh"
 zemi_plot "$OUTPUT_SRC_ROOT" "$OUTPUT_SRC_ROOT"/p3_finetuning/{no_aug,concat,fid,zemi}_base
-"$PYTHON" -m zemi.visualize_retrieval --data_root "$AUG_DATA_ROOT" --output "${VISUALIZATION_DIR:-visualization}"
+"$PYTHON" -m zemi.visualize_retrieval --data_root "$AUG_DATA_ROOT" --output "${VISUALIZATION_DIR:-visualization}" \
+    --title "the embedded demo (data/demo: WordNet corpus and tasks)"  # as visualization/regenerate_demo.sh
 
 # 4. One held-out question (the first validation row of the first held-out task's first template) answered by the
 #    Zemi run, retrieving its documents from the index the data build kept beside the data.
