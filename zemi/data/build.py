@@ -23,6 +23,7 @@ from tqdm.auto import tqdm
 
 from zemi.data.tasks import TaskSpec, load_raw_splits, load_templates, prompt_split, resolve_tasks, template_dir_name
 from zemi.errors import ConfigError, run_entry
+from zemi.io import write_json_atomic, write_text_atomic
 from zemi.retrieval.corpus import C4_TRAIN_DOCUMENTS, STORE_FILE, DocumentStore, documents_for_fraction, iter_documents
 from zemi.retrieval.examples import chosen_examples, retrieve_for_examples
 from zemi.retrieval.sharded import SHARDS_FILE, ParallelSearch, build_sharded_index, open_index
@@ -107,7 +108,7 @@ def record_settings(path: Path, settings: dict) -> None:
             raise ConfigError(f"{path.parent} was built with {previous}, not {settings}: delete it or change paths")
         return
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(settings, indent=2))
+    write_json_atomic(path, settings)
 
 
 def prepare_store(config: BuildConfig) -> DocumentStore:
@@ -177,8 +178,7 @@ def retrieve_task(task: TaskSpec, raw: dict[str, list[dict]], index, config: Bui
                                             query_words=config.query_words,
                                             description=f"retrieving {task.dataset_dir}/{split}")
         path.parent.mkdir(parents=True, exist_ok=True)
-        path.with_suffix(".partial").write_text(json.dumps(hits[split]))
-        os.replace(path.with_suffix(".partial"), path)
+        write_text_atomic(path, json.dumps(hits[split]))
     return hits
 
 

@@ -15,6 +15,7 @@ from typing import Iterable, Iterator, Sequence
 
 from tqdm.auto import tqdm
 
+from zemi.io import write_bytes_atomic, write_text_atomic
 from zemi.retrieval.bm25 import BM25Index, Hits, iter_token_lists
 from zemi.retrieval.corpus import DocumentStore
 from zemi.retrieval.scoring import CorpusStats, scoring_parameters
@@ -53,10 +54,7 @@ def _load_or_collect_stats(store: DocumentStore, output_dir: Path, num_workers: 
         with open(stats_path, "rb") as handle:
             return pickle.load(handle)
     stats = collect_stats(store, num_workers)
-    partial = stats_path.with_name(STATS_FILE + ".partial")
-    with open(partial, "wb") as handle:
-        pickle.dump(stats, handle, protocol=pickle.HIGHEST_PROTOCOL)
-    os.replace(partial, stats_path)
+    write_bytes_atomic(stats_path, pickle.dumps(stats, protocol=pickle.HIGHEST_PROTOCOL))
     return stats
 
 
@@ -95,7 +93,7 @@ def build_sharded_index(
             logger.info("indexed shard %d (documents %d..%d)", number, start, stop - 1)
         shards.append({"path": shard_dir.name, "offset": start, "num_documents": stop - start})
     manifest = {"scoring": scoring, "params": params, "num_documents": len(store), "shards": shards}
-    (output_dir / SHARDS_FILE).write_text(json.dumps(manifest, indent=2))
+    write_text_atomic(output_dir / SHARDS_FILE, json.dumps(manifest, indent=2))
     return ShardedBM25Index.load(output_dir)
 
 
