@@ -166,6 +166,10 @@ def model_kind(model_name_or_path: str) -> str:
         model_type = json.loads(config_file.read_text()).get("model_type")
     except (json.JSONDecodeError, AttributeError) as err:
         raise ConfigError(f"{config_file}: not a JSON object of a model config ({err})") from None
+    if model_type in ("zemi", "zemi_fid"):  # e.g. a step_N copied out of its run
+        raise ConfigError(f"{path}: a {model_type} model without the args.json of its run (the text rules it was "
+                          "trained with); pass its run directory, or a directory written by "
+                          "zemi.convert_original_checkpoint")
     if model_type != "t5":
         raise ConfigError(f"{config_file}: model_type {model_type!r}; a model directory without args.json is "
                           "evaluated as a plain T5 (No Aug, or Concat with --concat_aug_num), so it must be 't5'")

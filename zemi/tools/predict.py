@@ -28,7 +28,7 @@ from zemi.data.mixture import open_template_dir
 from zemi.data.processing import ExampleTexts, Featurizer, build_texts
 from zemi.errors import ConfigError, MissingInputError
 from zemi.io import step_of
-from zemi.models.modeling_t5 import get_architecture, model_inputs
+from zemi.models.modeling_t5 import model_inputs
 from zemi.retrieval.corpus import DOCUMENT_WORDS
 from zemi.retrieval.examples import QUERY_WORDS, field_query
 from zemi.retrieval.local_index import Document, LocalIndex
@@ -67,7 +67,6 @@ class Predictor:
         path = Path(model_name_or_path)
         if step_of(path) is not None and (path.parent / "args.json").is_file():  # a step_N inside a run directory
             path, step = path.parent, step_of(path)
-        _check_model_directory(path)
         config = EvalConfig(processed_dataset_paths=[], model_name_or_path=str(path), output_dir="",
                             concat_aug_num=concat_aug_num)
         source = EvalSource.from_config(config)
@@ -116,17 +115,6 @@ class Predictor:
 
 def _row(features: dict[str, list]) -> dict[str, Any]:
     return {name: values[0] for name, values in features.items()}
-
-
-def _check_model_directory(path: Path) -> None:
-    """A Zemi or FiD directory without args.json (a step_N copied out of its run) lacks the text rules."""
-    config_file = path / "config.json"
-    if path.is_dir() and not (path / "args.json").is_file() and config_file.is_file():
-        model_type = json.loads(config_file.read_text()).get("model_type")
-        if model_type in ("zemi", "zemi_fid"):
-            raise ConfigError(f"--model {path}: a {model_type} model without the args.json of its run (the text "
-                              "rules it was trained with); pass its run directory, or a directory written by "
-                              "zemi.convert_original_checkpoint")
 
 
 def held_out_question(template_dir: str, row: int) -> tuple[str, list[str], str]:
