@@ -39,7 +39,9 @@ from transformers import T5Config
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from zemi.run.evaluation import FUSED_BLOCK_ELEMENTS, choice_scores, rank_choices, rank_choices_reencoding  # noqa: E402
-from zemi.models.modeling_t5 import PerceiverXattnConfig, model_from_config, model_inputs  # noqa: E402
+from zemi.models.configuration_zemi import PerceiverXattnConfig  # noqa: E402
+from zemi.models.modeling_t5 import model_inputs  # noqa: E402
+from zemi.models.registry import model_from_config  # noqa: E402
 from zemi.run.optim import make_optimizer, parameter_groups  # noqa: E402
 from zemi.run.loss import loss_on  # noqa: E402
 
@@ -99,7 +101,7 @@ def backbone_config(name: str, lengths: str = "max") -> tuple[T5Config, Perceive
     config = T5Config(**published["t5_config"][name], decoder_start_token_id=0, dropout_rate=0.1)
     fusion_file = PERCEIVER_CONFIGS / FUSION_FILES[name]
     fusion = PerceiverXattnConfig.from_json(fusion_file) if fusion_file.is_file() else \
-        PerceiverXattnConfig(**published["perceiver_xattn_config"][name])
+        PerceiverXattnConfig.from_dict(published["perceiver_xattn_config"][name], source=str(REFERENCE_KEYS))
     return config, fusion, LENGTHS[lengths]
 
 

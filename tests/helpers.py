@@ -110,7 +110,8 @@ def write_run_dir(path: Path, backbone: Path, *, architecture: str = "T5", steps
         (path / "perceiver_config.json").write_text(json.dumps(perceiver))
     for step in steps:
         torch.manual_seed(step)
-        model = build_model(architecture, backbone, perceiver)
+        fusion = PerceiverXattnConfig.from_dict(perceiver, source="perceiver") if perceiver is not None else None
+        model = build_model(architecture, backbone, fusion)
         if file_form:
             torch.save(model.state_dict(), path / f"step_{step}")
         else:

@@ -18,6 +18,7 @@ from zemi.data.mixture import list_entries
 from zemi.data.shuffle import shuffle_root
 from zemi.modeling_t5 import (
     CheckpointMismatchError,
+    PerceiverXattnConfig,
     T5ForConditionalGenerationMultiAug,
     build_model,
     load_original_checkpoint,
@@ -58,7 +59,8 @@ def test_frozen_aug_encoder_has_the_authors_keys(reference_keys, size):
     zemi = reference_keys["models"][f"zemi_{size}"]
     with torch.device("meta"):
         model = model_from_config(FROZEN, T5Config(**reference_keys["t5_config"][size]),
-                                  reference_keys["perceiver_xattn_config"][size])
+                                  PerceiverXattnConfig.from_dict(reference_keys["perceiver_xattn_config"][size],
+                                                                 source="published"))
     assert shapes(model) == frozen_encoder_layout(zemi["state_dict"])
     encoder_blocks = sum(p.numel() for n, p in model.named_parameters() if n.startswith("encoder."))  # less embedding
     embedding = model.shared.weight.numel()
@@ -67,7 +69,8 @@ def test_frozen_aug_encoder_has_the_authors_keys(reference_keys, size):
 
 @pytest.mark.unit
 def test_deeper_fusion_stack_has_the_authors_keys_and_order(reference_keys):
-    perceiver = dict(reference_keys["perceiver_xattn_config"]["base"], num_xattn_layers=2)
+    perceiver = PerceiverXattnConfig.from_dict(reference_keys["perceiver_xattn_config"]["base"], source="published",
+                                               num_xattn_layers=2)
     with torch.device("meta"):
         model = model_from_config(ZEMI, T5Config(**reference_keys["t5_config"]["base"]), perceiver)
     assert shapes(model) == deep_stack_layout(reference_keys["models"]["zemi_base"]["state_dict"], 2)

@@ -11,7 +11,7 @@ import torch
 import torch.nn.functional as F
 from transformers import AutoTokenizer
 
-from tests.helpers import TINY_PERCEIVER
+from tests.helpers import tiny_perceiver_config
 from zemi.data.mixture import load_eval_templates
 from zemi.data.processing import Featurizer, MaxLengths
 from zemi.modeling_t5 import T5ForConditionalGenerationMultiAug, build_model, model_inputs
@@ -40,7 +40,7 @@ def examples(data_root, backbone_dir):
     templates = load_eval_templates(paths)
     prepared = {}
     for name, args in METHODS.items():
-        method = Method.from_args(args, perceiver_values=dict(TINY_PERCEIVER))
+        method = Method.from_args(args, perceiver_config=tiny_perceiver_config())
         torch.manual_seed(0)
         model = build_model(method.architecture, backbone_dir, method.perceiver_config).eval()
         if isinstance(model, T5ForConditionalGenerationMultiAug):

@@ -1,7 +1,6 @@
-"""Zemi and FiD as Hugging Face models: `import zemi` registers them with AutoConfig / AutoModelForSeq2SeqLM (lazily),
-saved directories load as their own class with every weight, plain T5 stays T5, and directories written before the
-config classes existed (model_type "t5" plus a perceiver_xattn_config key) keep loading, through our loaders and
-through Auto."""
+"""Zemi and FiD as Hugging Face models: importing the model layer (`zemi.models`, or any `zemi.modeling_t5` import)
+registers them with AutoConfig / AutoModelForSeq2SeqLM while `import zemi` stays light, saved directories load as
+their own class with every weight (through Auto, `build_model` and a run directory alike), and plain T5 stays T5."""
 
 from __future__ import annotations
 
@@ -13,16 +12,16 @@ import pytest
 import torch
 from transformers import AutoConfig, AutoModelForSeq2SeqLM, T5ForConditionalGeneration
 
-from tests.helpers import TINY_PERCEIVER, random_batch, subprocess_env
+from tests.helpers import TINY_PERCEIVER, random_batch, subprocess_env, tiny_perceiver_config
 from zemi.errors import ConfigError
 from zemi.models.configuration_zemi import ZemiConfig, ZemiFiDConfig, load_model_config
 from zemi.models.modeling_t5 import (
     T5ForConditionalGenerationFiD,
     T5ForConditionalGenerationMultiAug,
     T5WithOwnLMHead,
-    build_model,
     model_inputs,
 )
+from zemi.models.registry import build_model
 from zemi.run.run_directory import RunDirectory
 
 pytestmark = pytest.mark.unit
@@ -38,7 +37,7 @@ ARCHITECTURES = {  # architecture -> (model class, model_type written)
 
 def trained_looking(architecture, backbone):
     """A model whose every weight (gates included) is random, so a weight left behind would change the logits."""
-    model = build_model(architecture, backbone, TINY_PERCEIVER if architecture != "T5" else None)
+    model = build_model(architecture, backbone, tiny_perceiver_config() if architecture != "T5" else None)
     torch.manual_seed(1)
     with torch.no_grad():
         for param in model.parameters():
@@ -55,16 +54,22 @@ def logits(model) -> torch.Tensor:
         return model.eval()(**inputs, labels=batch["labels"]).logits
 
 
-def test_import_zemi_is_light_and_registers_when_the_auto_api_is_imported():
-    code = ("import sys, zemi; heavy = sorted(m for m in ('torch', 'transformers', 'zemi.models') if m in sys.modules); "
-            "from transformers import AutoModelForSeq2SeqLM, CONFIG_MAPPING; "
-            "print(heavy, 'zemi' in CONFIG_MAPPING, 'zemi_fid' in CONFIG_MAPPING, "
-            "[c.__name__ for c in AutoModelForSeq2SeqLM._model_mapping.values() if c.__module__.startswith('zemi')])")
+REGISTERED = ("from transformers import AutoModelForSeq2SeqLM, CONFIG_MAPPING; "
+              "print('zemi' in CONFIG_MAPPING, 'zemi_fid' in CONFIG_MAPPING, "
+              "sorted(c.__name__ for c in AutoModelForSeq2SeqLM._model_mapping.values() if c.__module__.startswith('zemi')))")
+
+
+@pytest.mark.parametrize("imported", ["zemi.models", "zemi.modeling_t5"])
+def test_import_zemi_is_light_and_importing_the_models_registers_them(imported):
+    code = ("import sys, zemi; print(sorted(m for m in ('torch', 'transformers', 'zemi.models') if m in sys.modules)); "
+            + REGISTERED + f"; import {imported}; " + REGISTERED)
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300,
                           env=subprocess_env())
     assert done.returncode == 0, done.stderr[-2000:]
-    assert done.stdout.split("\n")[0] == (
-        "[] True True ['T5ForConditionalGenerationMultiAug', 'T5ForConditionalGenerationFiD', 'T5OrPreviousFormat']")
+    light, before, after = done.stdout.strip().split("\n")
+    assert light == "[]"
+    assert before == "False False []"  # importing transformers' Auto API alone registers nothing
+    assert after == "True True ['T5ForConditionalGenerationFiD', 'T5ForConditionalGenerationMultiAug']"
 
 
 @pytest.mark.parametrize("architecture", sorted(ARCHITECTURES))
@@ -90,40 +95,23 @@ def test_ablations_load_as_themselves(tmp_path, tiny_t5_dir):
     for architecture, check in (("SharedEncoderDecoder_MultiAug_NoTanhGate", lambda m: m.fusion_config.gate == "none"),
                                 ("SharedEncoderDecoder_MultiAug_FrozenAugEncoder",
                                  lambda m: m.fusion_config.separate_aug_encoder)):
-        build_model(architecture, tiny_t5_dir, TINY_PERCEIVER).save_pretrained(tmp_path / architecture)
+        build_model(architecture, tiny_t5_dir, tiny_perceiver_config()).save_pretrained(tmp_path / architecture)
         assert check(AutoModelForSeq2SeqLM.from_pretrained(tmp_path / architecture))
 
 
-def write_previous_format(model, path):
-    """A directory as saved before the config classes existed: config.json with model_type "t5" (Zemi's with a
-    perceiver_xattn_config key, FiD's without), no model_architecture, safetensors weights."""
-    model.save_pretrained(path)
-    values = json.loads((path / "config.json").read_text())
-    values["model_type"] = "t5"
-    values.pop("model_architecture", None)
-    if isinstance(model, T5ForConditionalGenerationFiD):
-        values.pop("perceiver_xattn_config")
-    (path / "config.json").write_text(json.dumps(values))
-
-
 @pytest.mark.parametrize("architecture", ["SharedEncoderDecoder_MultiAug", "FiD"])
-def test_directories_in_the_previous_format_keep_loading(tmp_path, tiny_t5_dir, one_thread, architecture):
+def test_a_run_directory_of_saved_steps_loads_as_auto_does(tmp_path, tiny_t5_dir, one_thread, architecture):
     model = trained_looking(architecture, tiny_t5_dir)
-    write_previous_format(model, tmp_path / "step_3")
-    assert type(load_model_config(tmp_path / "step_3")).__name__ == "T5Config"
-    assert torch.equal(logits(build_model(architecture, tmp_path / "step_3")), logits(model))
-
+    model.save_pretrained(tmp_path / "step_3")
     (tmp_path / "args.json").write_text(json.dumps({"lm_name": str(tiny_t5_dir), "model_architecture": architecture}))
     (tmp_path / "perceiver_config.json").write_text(json.dumps(TINY_PERCEIVER))
     run = RunDirectory.open(tmp_path)
     loaded = run.load_model(run.checkpoints()[0][1])
     assert type(loaded) is type(model)
     assert torch.equal(logits(loaded), logits(model))
-    # Auto reads the previous format too (the class save_pretrained recorded tells Zemi and FiD from T5) ...
     through_auto = AutoModelForSeq2SeqLM.from_pretrained(tmp_path / "step_3")
     assert type(through_auto) is type(model)
     assert torch.equal(logits(through_auto), logits(model))
-    # ... and saved again, it is in the new format.
     loaded.save_pretrained(tmp_path / "resaved")
     assert torch.equal(logits(AutoModelForSeq2SeqLM.from_pretrained(tmp_path / "resaved")), logits(model))
 
@@ -139,8 +127,8 @@ def test_a_plain_t5_directory_still_loads_as_transformers_t5(tmp_path, tiny_t5_d
 
 def test_config_classes_and_an_unknown_model_type(tmp_path, tiny_t5_dir):
     assert type(load_model_config(tiny_t5_dir)).__name__ == "T5Config"
-    zemi = build_model("SharedEncoderDecoder_MultiAug", tiny_t5_dir, TINY_PERCEIVER)
-    fid = build_model("FiD", tiny_t5_dir, TINY_PERCEIVER)
+    zemi = build_model("SharedEncoderDecoder_MultiAug", tiny_t5_dir, tiny_perceiver_config())
+    fid = build_model("FiD", tiny_t5_dir, tiny_perceiver_config())
     assert isinstance(zemi.config, ZemiConfig) and isinstance(fid.config, ZemiFiDConfig)
     assert (zemi.config.model_type, fid.config.model_type) == ("zemi", "zemi_fid")
     assert fid.config.perceiver_xattn_config["num_aug_sources"] == TINY_PERCEIVER["num_aug_sources"]

@@ -25,6 +25,10 @@ ZEMI = "SharedEncoderDecoder_MultiAug"
 MODEL_ARCHITECTURE = {"zemi": ZEMI, "fid": "FiD", "t5": "T5"}
 
 
+def published_fusion(reference_keys: dict, size: str) -> PerceiverXattnConfig:
+    return PerceiverXattnConfig.from_dict(reference_keys["perceiver_xattn_config"][size], source="published")
+
+
 def open_gates(model: T5ForConditionalGenerationMultiAug, value: float = 0.7) -> None:
     with torch.no_grad():
         for block in model.xattn_stack:
@@ -46,7 +50,7 @@ def test_state_dict_and_parameter_count_match_the_published_checkpoints(referenc
     expected = reference_keys["models"][f"{name}_{size}"]
     config = T5Config(**reference_keys["t5_config"][size])
     with torch.device("meta"):
-        model = model_from_config(MODEL_ARCHITECTURE[name], config, reference_keys["perceiver_xattn_config"][size])
+        model = model_from_config(MODEL_ARCHITECTURE[name], config, published_fusion(reference_keys, size))
     assert {k: list(v.shape) for k, v in model.state_dict().items()} == expected["state_dict"]
     assert sum(p.numel() for p in model.parameters()) == expected["num_parameters"]
 
@@ -56,7 +60,7 @@ def test_zemi_parameter_counts_are_the_papers(reference_keys):
     for size in ("base", "large"):
         with torch.device("meta"):
             model = model_from_config(ZEMI, T5Config(**reference_keys["t5_config"][size]),
-                                      reference_keys["perceiver_xattn_config"][size])
+                                      published_fusion(reference_keys, size))
         counts[size] = sum(p.numel() for p in model.parameters())
         if size == "base":
             assert sum(p.numel() for p in model.perceiver_resampler.parameters()) == 3_991_296
@@ -67,9 +71,12 @@ def test_zemi_parameter_counts_are_the_papers(reference_keys):
 def test_committed_perceiver_configs_are_the_published_ones(reference_keys):
     base = PerceiverXattnConfig.from_json("training/perceiver_configs/xattn_multi_aug_config_v1_v3_5aug.json")
     large = PerceiverXattnConfig.from_json("training/perceiver_configs/xattn_multi_aug_config_v1_v3_5aug_t5_large.json")
-    published = reference_keys["perceiver_xattn_config"]
+    published = {size: dict(values) for size, values in reference_keys["perceiver_xattn_config"].items()}
+    for values in published.values():  # in every published file, and false: read and dropped
+        assert values.pop("only_attend_immediate_media") is False
     assert {k: v for k, v in base.to_dict().items() if k in published["base"]} == published["base"]
     assert {k: v for k, v in large.to_dict().items() if k in published["large"]} == published["large"]
+    assert base.gate == "tanh" and not base.separate_aug_encoder
 
 
 # --- semantics of the fusion --------------------------------------------------------------------------------------
@@ -243,8 +250,8 @@ def test_perceiver_config_rejects_unknown_fields_and_bad_values(tmp_path):
     path.write_text('{"dim": 32, "num_latent": 64}')
     with pytest.raises(ValueError, match=r"bad.json: unknown field\(s\) \['num_latent'\]"):
         PerceiverXattnConfig.from_json(path)
-    with pytest.raises(ValueError, match="heads must be a positive integer"):
-        PerceiverXattnConfig.from_dict({"heads": 0})
+    with pytest.raises(ValueError, match="given: heads must be a positive integer"):
+        PerceiverXattnConfig.from_dict({"heads": 0}, source="given")
     with pytest.raises(ValueError, match="cannot read perceiver config"):
         PerceiverXattnConfig.from_json(tmp_path / "missing.json")
 

@@ -131,12 +131,14 @@ def test_a_fresh_install_outside_the_checkout_runs_predict_and_reads_the_package
     # The dependencies come from this environment's site-packages; the checkout is not importable from tmp_path.
     env = dict(subprocess_env(), PYTHONPATH=sysconfig.get_paths()["purelib"])
     code = ("import zemi, torch; from transformers import T5Config; from zemi.configs import perceiver_config_path; "
-            "from zemi.models.modeling_t5 import model_from_config\n"
+            "from zemi.modeling_t5 import PerceiverXattnConfig, model_from_config\n"
+            "path = perceiver_config_path('base')\n"
             "with torch.device('meta'):\n"
             "    model = model_from_config('SharedEncoderDecoder_MultiAug', T5Config(d_model=768, num_layers=1, "
-            "num_heads=12, d_ff=64, vocab_size=64), perceiver_config_path('base'))\n"
-            "print(zemi.__file__); print(type(model).__name__, model.config.model_type)")
+            "num_heads=12, d_ff=64, vocab_size=64), PerceiverXattnConfig.from_json(path))\n"
+            "print(zemi.__file__); print(path.is_file()); "
+            "print(type(model).__name__, model.config.model_type)")
     printed = run(python, "-c", code, cwd=tmp_path, env=env).split()
     assert Path(printed[0]).is_relative_to(tmp_path / "venv")
-    assert printed[1:] == ["T5ForConditionalGenerationMultiAug", "zemi"]
+    assert printed[1:] == ["True", "T5ForConditionalGenerationMultiAug", "zemi"]
     assert "(default: " in run(python, "-m", "zemi.predict", "--help", cwd=tmp_path, env=env)

@@ -8,12 +8,6 @@ those of the authors' published checkpoints. Shapes: B batch, M document slots, 
 from __future__ import annotations
 
 import copy
-import dataclasses
-import json
-import logging
-import os
-from dataclasses import dataclass
-from pathlib import Path
 from typing import Any, NamedTuple
 
 import torch
@@ -21,19 +15,17 @@ from torch import nn
 from transformers import T5Config, T5EncoderModel, T5ForConditionalGeneration
 from transformers.masking_utils import create_bidirectional_mask
 from transformers.modeling_outputs import BaseModelOutput, Seq2SeqLMOutput
-from transformers.models.t5.modeling_t5 import T5Attention, T5Block, T5DenseActDense, T5DenseGatedActDense, T5LayerNorm
+from transformers.models.t5.modeling_t5 import T5Block
 
 from zemi.errors import ConfigError
-from zemi.models.configuration_zemi import ZemiConfig, ZemiFiDConfig, convert_config, load_model_config
-from zemi.models.modeling_xattn import GATES, GatedCrossAttentionBlock, PerceiverResampler
-
-logger = logging.getLogger(__name__)
+from zemi.models.configuration_zemi import PerceiverXattnConfig, ZemiConfig, ZemiFiDConfig, convert_config
+from zemi.models.modeling_xattn import GatedCrossAttentionBlock, PerceiverResampler
+from zemi.models.t5_init import reset_t5_block
 
 __all__ = [
-    "AUG_INPUT_NAMES", "MODEL_INPUT_NAMES", "ARCHITECTURES", "Architecture", "Encoded", "PerceiverXattnConfig",
-    "T5WithOwnLMHead", "T5ForConditionalGenerationFiD", "T5ForConditionalGenerationMultiAug", "build_model",
-    "encode_slots", "get_architecture", "model_config_for", "model_from_config", "model_inputs", "read_perceiver_json",
-    "resolve_perceiver_config",
+    "AUG_INPUT_NAMES", "MODEL_INPUT_NAMES", "DocumentFusedT5", "Encoded", "T5WithOwnLMHead",
+    "T5ForConditionalGenerationFiD", "T5ForConditionalGenerationMultiAug", "encode_slots", "fusion_stack",
+    "model_inputs",
 ]
 
 AUG_INPUT_NAMES = ("aug_input_ids", "aug_attention_mask", "aug_exist_idx")
@@ -43,76 +35,6 @@ MODEL_INPUT_NAMES = ("input_ids", "attention_mask") + AUG_INPUT_NAMES
 def model_inputs(batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
     """The entries of a collated batch that the models' `forward` and `encode` take."""
     return {name: batch[name] for name in MODEL_INPUT_NAMES if name in batch}
-
-
-def read_perceiver_json(path: str | os.PathLike) -> dict[str, Any]:
-    """The values of a perceiver config file as written (the one reader of these files)."""
-    try:
-        values = json.loads(Path(path).read_text())
-    except (OSError, json.JSONDecodeError) as err:
-        raise ConfigError(f"cannot read perceiver config {path}: {err}") from err
-    if not isinstance(values, dict):
-        raise ConfigError(f"perceiver config {path}: expected a JSON object of fusion settings, got "
-                         f"{type(values).__name__}")
-    return values
-
-
-@dataclass
-class PerceiverXattnConfig:
-    """The fusion settings: the fields of `training/perceiver_configs/*.json`, plus our two ablation switches."""
-
-    dim: int = 768  # must equal the backbone's d_model
-    depth: int = 1  # resampler layers
-    dim_head: int = 64
-    heads: int = 8
-    num_latents: int = 64  # latents per document slot
-    num_aug_sources: int = 5  # document slots M
-    ff_mult: int = 2  # resampler feed-forward width multiplier
-    xattn_ff_mult: int = 4  # cross-attention block feed-forward width multiplier
-    freeze_lm: bool = False  # train only the fusion modules
-    cross_attn_every: int = 1  # with num_xattn_layers > 1: a gated block before every n-th extra T5 block
-    only_attend_immediate_media: bool = False  # kept for the original files; must stay False
-    num_xattn_layers: int = 1  # > 1: that many fresh T5 blocks interleaved with gated blocks (see fusion_stack)
-    gate: str = "tanh"  # "none": the "no tanh gate" ablation
-    separate_aug_encoder: bool = False  # encode documents with a frozen copy of the encoder (`frozen_encoder.*`)
-
-    @classmethod
-    def from_dict(cls, values: dict[str, Any], *, source: str = "perceiver config") -> PerceiverXattnConfig:
-        known = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(values) - known)
-        if unknown:
-            raise ConfigError(f"{source}: unknown field(s) {unknown}; valid fields are {sorted(known)}")
-        config = cls(**values)
-        config.check(source=source)
-        return config
-
-    @classmethod
-    def from_json(cls, path: str | os.PathLike) -> PerceiverXattnConfig:
-        return cls.from_dict(read_perceiver_json(path), source=str(path))
-
-    def to_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
-
-    def check(self, *, d_model: int | None = None, source: str = "perceiver config") -> None:
-        positive = ("dim", "depth", "dim_head", "heads", "num_latents", "num_aug_sources", "ff_mult",
-                    "xattn_ff_mult", "num_xattn_layers", "cross_attn_every")
-        for name in positive:
-            value = getattr(self, name)
-            if not isinstance(value, int) or isinstance(value, bool) or value < 1:
-                raise ConfigError(f"{source}: {name} must be a positive integer, got {value!r}")
-        if self.gate not in GATES:
-            raise ConfigError(f"{source}: gate must be one of {GATES}, got {self.gate!r}")
-        if self.only_attend_immediate_media:
-            raise ConfigError(
-                f"{source}: only_attend_immediate_media must be false (the value of every published config; Zemi's "
-                "encoder output has no media positions to restrict attention to)"
-            )
-        if d_model is not None and self.dim != d_model:
-            raise ConfigError(
-                f"{source}: perceiver dim {self.dim} does not match the T5 backbone's d_model {d_model}; "
-                f"use training/perceiver_configs/xattn_multi_aug_config_v1_v3_5aug.json for t5-base (768) or "
-                f"..._t5_large.json for t5-large (1024), or set \"dim\": {d_model}"
-            )
 
 
 class Encoded(NamedTuple):
@@ -143,7 +65,7 @@ class T5WithOwnLMHead(T5ForConditionalGeneration):
         return Encoded(hidden, attention_mask)
 
 
-class _DocumentFusedT5(T5WithOwnLMHead):
+class DocumentFusedT5(T5WithOwnLMHead):
     """Shared plumbing of FiD and Zemi: `forward` and `generate()` take the document inputs and call `encode`."""
 
     def encode(self, input_ids, attention_mask, aug_input_ids, aug_attention_mask, aug_exist_idx=None) -> Encoded:
@@ -182,7 +104,7 @@ class _DocumentFusedT5(T5WithOwnLMHead):
         return model_kwargs
 
 
-class T5ForConditionalGenerationFiD(_DocumentFusedT5):
+class T5ForConditionalGenerationFiD(DocumentFusedT5):
     """Fusion-in-Decoder: each `input + "\\n" + document_i` is encoded alone; the decoder reads all of them joined.
 
     The bare input is not encoded on its own (it is inside every augmentation text); `aug_exist_idx` is accepted
@@ -191,7 +113,7 @@ class T5ForConditionalGenerationFiD(_DocumentFusedT5):
 
     config_class = ZemiFiDConfig  # model_type "zemi_fid": AutoModelForSeq2SeqLM loads a saved FiD as FiD
 
-    def __init__(self, config: T5Config, *, perceiver_xattn_config: Any = None):
+    def __init__(self, config: T5Config, *, perceiver_xattn_config: PerceiverXattnConfig | None = None):
         # perceiver_xattn_config: accepted and ignored, as the authors' FiD constructor does (FiD has no fusion modules)
         if not isinstance(config, ZemiFiDConfig):  # a backbone's T5Config
             config = convert_config(config, ZemiFiDConfig)
@@ -204,7 +126,7 @@ class T5ForConditionalGenerationFiD(_DocumentFusedT5):
         return Encoded(states.reshape(b, m * la, -1), aug_attention_mask.reshape(b, m * la))
 
 
-class T5ForConditionalGenerationMultiAug(_DocumentFusedT5):
+class T5ForConditionalGenerationMultiAug(DocumentFusedT5):
     """Zemi: T5 whose encoder output reads the retrieved documents through a Perceiver resampler and gated
     cross-attention before the decoder sees it.
 
@@ -215,8 +137,9 @@ class T5ForConditionalGenerationMultiAug(_DocumentFusedT5):
 
     config_class = ZemiConfig  # model_type "zemi": AutoModelForSeq2SeqLM loads a saved Zemi as Zemi
 
-    def __init__(self, config: T5Config, perceiver_xattn_config: PerceiverXattnConfig | dict | None = None):
-        fusion = _perceiver_config_for(config, perceiver_xattn_config)
+    def __init__(self, config: T5Config, perceiver_xattn_config: PerceiverXattnConfig | None = None):
+        fusion = perceiver_xattn_config if perceiver_xattn_config is not None else _saved_fusion(config)
+        fusion.check_fits(config.d_model)
         if not isinstance(config, ZemiConfig):  # a backbone's T5Config
             config = convert_config(config, ZemiConfig)
         config.perceiver_xattn_config = fusion.to_dict()  # saved with the model by save_pretrained
@@ -315,30 +238,6 @@ def fusion_stack(encoder_config: T5Config, fusion: PerceiverXattnConfig) -> nn.M
     return nn.ModuleList(layers)
 
 
-def reset_t5_block(block: T5Block, config: T5Config) -> None:
-    """T5's initialisation (the formulas of T5PreTrainedModel._init_weights) of a fresh block, which the authors'
-    post_init gives the extra blocks of a deeper fusion stack. Plain tensor methods: transformers' loading guards
-    the init functions of weights its generic init has already marked as initialised."""
-    factor, d_model, d_ff = config.initializer_factor, config.d_model, config.d_ff
-    with torch.no_grad():
-        for module in block.modules():
-            if isinstance(module, T5Attention):
-                inner = module.n_heads * module.key_value_proj_dim
-                module.q.weight.normal_(0.0, factor * (d_model * module.key_value_proj_dim) ** -0.5)
-                module.k.weight.normal_(0.0, factor * d_model**-0.5)
-                module.v.weight.normal_(0.0, factor * d_model**-0.5)
-                module.o.weight.normal_(0.0, factor * inner**-0.5)
-            elif isinstance(module, T5DenseGatedActDense):
-                module.wi_0.weight.normal_(0.0, factor * d_model**-0.5)
-                module.wi_1.weight.normal_(0.0, factor * d_model**-0.5)
-                module.wo.weight.normal_(0.0, factor * d_ff**-0.5)
-            elif isinstance(module, T5DenseActDense):
-                module.wi.weight.normal_(0.0, factor * d_model**-0.5)
-                module.wo.weight.normal_(0.0, factor * d_ff**-0.5)
-            elif isinstance(module, T5LayerNorm):
-                module.weight.fill_(factor)
-
-
 def encode_slots(encoder: nn.Module, ids: torch.Tensor, mask: torch.Tensor, to_encode: torch.Tensor | None
                  ) -> torch.Tensor:
     """Encoder states (B*M, La, D) of the document slots (B, M, La); slots where `to_encode` (B, M) is False are not
@@ -353,121 +252,11 @@ def encode_slots(encoder: nn.Module, ids: torch.Tensor, mask: torch.Tensor, to_e
     return states.new_zeros(b * m, la, states.shape[-1]).index_copy(0, rows, states)
 
 
-def _perceiver_config_for(config: T5Config, given: PerceiverXattnConfig | dict | None) -> PerceiverXattnConfig:
-    if given is None:
-        given = getattr(config, "perceiver_xattn_config", None)
-        if given is None:
-            raise ConfigError(
-                "T5ForConditionalGenerationMultiAug needs perceiver_xattn_config (a dict or PerceiverXattnConfig, "
-                "e.g. from training/perceiver_configs/*.json)"
-            )
-    fusion = given if isinstance(given, PerceiverXattnConfig) else PerceiverXattnConfig.from_dict(dict(given))
-    fusion.check(d_model=config.d_model)
-    return fusion
-
-
-# ---------------------------------------------------------------------------------------------------------------
-# Registry: the original --model_architecture names, plus "T5" for the No Aug and Concat baselines.
-
-
-@dataclass(frozen=True)
-class Architecture:
-    model_class: type[T5WithOwnLMHead]
-    fusion_overrides: dict[str, Any] = dataclasses.field(default_factory=dict)
-
-    @property
-    def uses_documents(self) -> bool:
-        return issubclass(self.model_class, _DocumentFusedT5)
-
-    @property
-    def needs_perceiver_config(self) -> bool:
-        return issubclass(self.model_class, T5ForConditionalGenerationMultiAug)
-
-
-ARCHITECTURES: dict[str, Architecture] = {
-    "SharedEncoderDecoder_MultiAug": Architecture(T5ForConditionalGenerationMultiAug),
-    "SharedEncoderDecoder_MultiAug_NoTanhGate": Architecture(T5ForConditionalGenerationMultiAug, {"gate": "none"}),
-    "SharedEncoderDecoder_MultiAug_FrozenAugEncoder": Architecture(
-        T5ForConditionalGenerationMultiAug, {"separate_aug_encoder": True}
-    ),
-    "FiD": Architecture(T5ForConditionalGenerationFiD),
-    "T5": Architecture(T5WithOwnLMHead),
-}
-
-
-def get_architecture(name: str) -> Architecture:
-    try:
-        return ARCHITECTURES[name]
-    except KeyError:
-        raise ConfigError(f"unknown model architecture {name!r}; valid names: {sorted(ARCHITECTURES)}") from None
-
-
-def resolve_perceiver_config(
-    architecture: str, perceiver_config: PerceiverXattnConfig | dict | str | os.PathLike | None
-) -> PerceiverXattnConfig | None:
-    """The fusion settings for `architecture`: the given config (object, dict or JSON path) plus the
-    architecture's ablation switches; None for architectures without fusion modules."""
-    arch = get_architecture(architecture)
-    if not arch.needs_perceiver_config:
-        return None
-    if perceiver_config is None:
-        raise ConfigError(f"architecture {architecture} needs a perceiver config (--perceiver_config PATH)")
-    if isinstance(perceiver_config, (str, os.PathLike)):
-        perceiver_config = PerceiverXattnConfig.from_json(perceiver_config)
-    elif isinstance(perceiver_config, dict):
-        perceiver_config = PerceiverXattnConfig.from_dict(perceiver_config)
-    return dataclasses.replace(perceiver_config, **arch.fusion_overrides)
-
-
-def model_from_config(
-    architecture: str, t5_config: T5Config, perceiver_config: PerceiverXattnConfig | dict | str | None = None
-) -> T5WithOwnLMHead:
-    """A randomly initialised model (tests, benchmarks; build under `torch.device("meta")` to only count)."""
-    fusion = resolve_perceiver_config(architecture, perceiver_config)
-    model_class = get_architecture(architecture).model_class
-    config = model_config_for(architecture, t5_config, fusion or perceiver_config)
-    return model_class(config, fusion) if fusion is not None else model_class(config)
-
-
-def model_config_for(architecture: str, config: T5Config,
-                     perceiver_config: PerceiverXattnConfig | dict | str | os.PathLike | None = None) -> T5Config:
-    """The config a model of `architecture` carries (a copy): for Zemi and FiD the T5 settings as their own config
-    class (model_type "zemi" / "zemi_fid", which AutoConfig reads), with `model_architecture` and the fusion
-    settings (FiD keeps them for its number of document slots); for plain T5 a T5Config."""
-    config_class = get_architecture(architecture).model_class.config_class
-    if config_class is T5Config:
-        return copy.deepcopy(config)
-    settings: dict[str, Any] = {"model_architecture": architecture}
-    if isinstance(perceiver_config, (str, os.PathLike)):
-        settings["perceiver_xattn_config"] = PerceiverXattnConfig.from_json(perceiver_config).to_dict()
-    elif perceiver_config is not None:
-        fusion = perceiver_config if isinstance(perceiver_config, PerceiverXattnConfig) else \
-            PerceiverXattnConfig.from_dict(dict(perceiver_config))
-        settings["perceiver_xattn_config"] = fusion.to_dict()
-    return convert_config(config, config_class, **settings)
-
-
-def build_model(
-    architecture: str,
-    model_name_or_path: str | os.PathLike,
-    perceiver_config: PerceiverXattnConfig | dict | str | None = None,
-    **from_pretrained_kwargs: Any,
-) -> T5WithOwnLMHead:
-    """Load every backbone weight of a T5 checkpoint (hub name or directory) into `architecture`; only the new
-    fusion modules start fresh. Also loads our own saved Zemi/FiD directories (their config carries the fusion
-    settings), in both formats: model_type "zemi" / "zemi_fid", or "t5" with a `perceiver_xattn_config` key as
-    written before those classes existed."""
-    arch = get_architecture(architecture)
-    config = load_model_config(model_name_or_path)
-    saved_fusion = getattr(config, "perceiver_xattn_config", None)  # set in our own saved Zemi (and FiD) directories
-    fusion = resolve_perceiver_config(architecture, perceiver_config or saved_fusion)
-    if fusion is not None:
-        # Fail before loading (or downloading) any weights.
-        fusion.check(d_model=config.d_model, source=f"perceiver config for {model_name_or_path}")
-    config = model_config_for(architecture, config, fusion or perceiver_config or saved_fusion)
-    model = arch.model_class.from_pretrained(model_name_or_path, config=config, **from_pretrained_kwargs)
-    if isinstance(model, T5ForConditionalGenerationMultiAug):
-        if saved_fusion is None:
-            model.copy_encoder_to_frozen_encoder()  # a plain T5 backbone: the document encoder starts as its copy
-        model.apply_freezing()  # loading replaces parameters, and with them their requires_grad flags
-    return model
+def _saved_fusion(config: T5Config) -> PerceiverXattnConfig:
+    """The fusion settings of a saved Zemi's config.json (AutoModelForSeq2SeqLM.from_pretrained)."""
+    values = getattr(config, "perceiver_xattn_config", None)
+    if values is None:
+        raise ConfigError("T5ForConditionalGenerationMultiAug needs perceiver_xattn_config (a PerceiverXattnConfig, "
+                          "e.g. PerceiverXattnConfig.from_json('training/perceiver_configs/...json'))")
+    name = getattr(config, "name_or_path", "") or "a Zemi model"
+    return PerceiverXattnConfig.from_dict(values, source=f"{name}/config.json: perceiver_xattn_config")

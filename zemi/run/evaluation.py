@@ -208,8 +208,7 @@ class EvalSource:
         # A run's fusion settings are its perceiver_config.json, never the training-time path in its args.json.
         settings = {name: value for name, value in args.items() if name != "perceiver_config"}
         method = Method.from_args({**settings, **overrides}, source=f"{path}/args.json" if run else "--model_name_or_path",
-                                  perceiver_values=run.perceiver_config.to_dict() if run and run.perceiver_config
-                                  else None)
+                                  perceiver_config=run.perceiver_config if run else None)
         lengths = MaxLengths(*(setting(name, PAPER.recipe[name])
                                for name in ("max_length", "aug_max_length", "target_max_length")))
         tokenizer_source = config.tokenizer_name or (run.tokenizer_source() if run else

@@ -15,13 +15,8 @@ from transformers import T5Config
 from zemi.data.collate import Collator
 from zemi.data.processing import MaxLengths, TextRules
 from zemi.errors import ConfigError
-from zemi.models.modeling_t5 import (
-    ARCHITECTURES,
-    PerceiverXattnConfig,
-    get_architecture,
-    read_perceiver_json,
-    resolve_perceiver_config,
-)
+from zemi.models.configuration_zemi import PerceiverXattnConfig
+from zemi.models.registry import ARCHITECTURES, fusion_for, fusion_from_json, get_architecture
 from zemi.run.config import TrainConfig
 from zemi.run.run_directory import RunDirectory
 
@@ -36,38 +31,35 @@ class Method:
     architecture: str
     rules: TextRules
     perceiver_config: PerceiverXattnConfig | None = None  # with the architecture's switches applied
-    perceiver_config_values: dict[str, Any] | None = None  # the JSON as given, written to the run directory
 
     @classmethod
-    def from_args(cls, args: Mapping[str, Any], *, perceiver_values: dict[str, Any] | None = None,
+    def from_args(cls, args: Mapping[str, Any], *, perceiver_config: PerceiverXattnConfig | None = None,
                   source: str = COMMAND_LINE) -> Method:
         """The method of a run from its settings (`TrainConfig` fields or `args.json`): `model_architecture`
         (absent in the authors' baseline runs: T5), `concat_aug_num`, `fit_aug_num`,
-        `concat_input_at_augmentation`, and the fusion settings, given as values (a run's perceiver_config.json)
-        or read from the `perceiver_config` path."""
+        `concat_input_at_augmentation`, and the fusion settings: `perceiver_config` when given (a run's
+        perceiver_config.json, read by `RunDirectory`), else the file that args' `perceiver_config` names."""
         architecture = args.get("model_architecture") or "T5"
         if architecture not in ARCHITECTURES:
             where = "--model_architecture" if source == COMMAND_LINE else f"{source}: model_architecture"
             raise ConfigError(f"{where} {architecture!r} is unknown; valid names: {sorted(ARCHITECTURES)}")
-        arch = get_architecture(architecture)
         perceiver = None
-        if arch.uses_documents:
+        if get_architecture(architecture).uses_documents:
             path = args.get("perceiver_config")
-            if perceiver_values is None:
-                if path is None and source == COMMAND_LINE:
-                    raise ConfigError(f"--perceiver_config is required for {architecture} "
-                                      "(training/perceiver_configs/*.json)")
-                if path is None:
-                    raise ConfigError(f"{source}: {architecture} needs its fusion settings (perceiver_config.json "
-                                      "beside args.json)")
-                perceiver_values = read_perceiver_json(path)
-            perceiver = PerceiverXattnConfig.from_dict(perceiver_values, source=str(path or source))
-            if arch.needs_perceiver_config:
-                perceiver = resolve_perceiver_config(architecture, perceiver)
+            if perceiver_config is not None:
+                perceiver = fusion_for(architecture, perceiver_config)
+            elif path is not None:
+                perceiver = fusion_from_json(architecture, path)
+            elif source == COMMAND_LINE:
+                raise ConfigError(f"--perceiver_config is required for {architecture} "
+                                  "(training/perceiver_configs/*.json)")
+            else:
+                raise ConfigError(f"{source}: {architecture} needs its fusion settings (perceiver_config.json "
+                                  "beside args.json)")
         rules = text_rules(architecture, perceiver, concat_aug_num=args.get("concat_aug_num") or 0,
                            fit_aug_num=_or_default(args.get("fit_aug_num"), -1),
                            concat_input_at_augmentation=bool(args.get("concat_input_at_augmentation")))
-        return cls(architecture, rules, perceiver, perceiver_values)
+        return cls(architecture, rules, perceiver)
 
 
 def _or_default(value: Any, default: Any) -> Any:
@@ -124,7 +116,7 @@ def check_training_start(config: TrainConfig, method: Method) -> None:
             t5_config = T5Config.from_pretrained(backbone)
         except (OSError, ValueError) as err:
             raise ConfigError(f"--lm_name {backbone}: cannot read the backbone's config.json ({err})") from err
-        method.perceiver_config.check(d_model=t5_config.d_model, source=f"--perceiver_config {config.perceiver_config}")
+        method.perceiver_config.check_fits(t5_config.d_model)  # before the data is read; the model checks it again
     if config.saved_model_dir is None:
         return
     run = RunDirectory.open(config.saved_model_dir)
@@ -134,8 +126,7 @@ def check_training_start(config: TrainConfig, method: Method) -> None:
     checkpoint = run.checkpoints(config.saved_model_step)[0][1]
     run.check_checkpoint(checkpoint, method.rules, fix=f"--perceiver_config {config.perceiver_config}")
     if run.perceiver_config is not None and method.perceiver_config is not None:
-        ours = PerceiverXattnConfig.from_dict(method.perceiver_config_values).to_dict()
-        theirs = run.perceiver_config.to_dict()
+        ours, theirs = method.perceiver_config.to_dict(), run.perceiver_config.to_dict()
         differing = sorted(name for name in ours if ours[name] != theirs[name])
         if differing:
             raise ConfigError(f"--perceiver_config {config.perceiver_config} differs from {Path(run.path)}/"

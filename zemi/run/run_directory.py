@@ -20,7 +20,6 @@ from typing import Any
 import torch
 from transformers import T5Config
 
-from zemi.models.configuration_zemi import load_model_config
 from zemi.errors import ConfigError, MissingInputError
 from zemi.data.processing import TextRules
 from zemi.faults import crash_point
@@ -35,13 +34,9 @@ from zemi.models.checkpoint_files import (
     load_original_checkpoint,
     torch_load_error,
 )
-from zemi.models.modeling_t5 import (
-    PerceiverXattnConfig,
-    T5WithOwnLMHead,
-    build_model,
-    get_architecture,
-    model_from_config,
-)
+from zemi.models.configuration_zemi import PerceiverXattnConfig, load_model_config, saved_fusion_values
+from zemi.models.modeling_t5 import T5WithOwnLMHead
+from zemi.models.registry import build_model, fusion_from_json, fusion_from_values, get_architecture, model_from_config
 
 logger = logging.getLogger(__name__)
 
@@ -83,10 +78,9 @@ class RunDirectory:
             raise ConfigError(f"{args_file}: model_architecture: {err}") from None
         config_file = path / "perceiver_config.json"
         if config_file.is_file():  # Zemi's fusion settings; FiD's run keeps it for num_aug_sources
-            run.perceiver_config = PerceiverXattnConfig.from_json(config_file)
-        elif run.is_model_directory and getattr(saved := run.model_config(path), "perceiver_xattn_config", None):
-            run.perceiver_config = PerceiverXattnConfig.from_dict(saved.perceiver_xattn_config,
-                                                                  source=str(path / "config.json"))
+            run.perceiver_config = fusion_from_json(run.architecture, config_file)
+        elif run.is_model_directory and (saved := saved_fusion_values(run.model_config(path))) is not None:
+            run.perceiver_config = fusion_from_values(run.architecture, saved, source=str(path / "config.json"))
         elif architecture.needs_perceiver_config:
             raise MissingInputError(f"{path}: architecture {run.architecture} needs perceiver_config.json beside args.json")
         return run
@@ -139,11 +133,8 @@ class RunDirectory:
 
     def expected_model(self, config: T5Config) -> T5WithOwnLMHead:
         """The run's architecture without weights (meta tensors): what a checkpoint's keys and shapes must match."""
-        fusion = self.perceiver_config or getattr(config, "perceiver_xattn_config", None)
-        if self.perceiver_config is not None and get_architecture(self.architecture).needs_perceiver_config:
-            self.perceiver_config.check(d_model=config.d_model, source=str(self.path / "perceiver_config.json"))
         with torch.device("meta"):
-            return model_from_config(self.architecture, config, fusion)
+            return model_from_config(self.architecture, config, self.perceiver_config)
 
     def check_checkpoint(self, checkpoint: Path, rules: TextRules, *, fix: str) -> None:
         """Before any data or weights are loaded: the checkpoint is readable, has a slot for every document the

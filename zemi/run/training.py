@@ -35,7 +35,7 @@ from zemi.data.tokenized import EpochSampler, tokenize
 from zemi.faults import crash_point
 from zemi.io import publish, recover_interrupted_writes, step_entries, temporary_sibling, write_csv_atomic, \
     write_json_atomic
-from zemi.models.modeling_t5 import build_model
+from zemi.models.registry import build_model
 from zemi.run.config import TrainConfig, parse_config
 from zemi.run.cli import setup_logging
 from zemi.run.loss import loss_on, unwrap
@@ -95,8 +95,8 @@ class Trainer:
             recover_interrupted_writes(self.output_dir)
             recover_interrupted_writes(self.output_dir / STATE_DIR)
             write_json_atomic(self.output_dir / "args.json", asdict(self.config))
-            if self.method.perceiver_config_values is not None:
-                write_json_atomic(self.output_dir / "perceiver_config.json", self.method.perceiver_config_values)
+            if self.method.perceiver_config is not None:
+                write_json_atomic(self.output_dir / "perceiver_config.json", self.method.perceiver_config.to_dict())
         accelerator.wait_for_everyone()
 
     def load_data(self) -> None:

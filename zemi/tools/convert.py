@@ -7,7 +7,7 @@ reads `step_N` as evaluation does (a `torch.save` file with weights_only=True an
 directory) and writes safetensors weights, a config that carries the fusion settings (model_type "zemi" or
 "zemi_fid"; "t5" for No Aug and Concat), the tokenizer, the generation config, the run's args.json (the text rules
 evaluation and `zemi.predict` read) and a model card (README.md) with the Hub's metadata and, given --eval_dir,
-the accuracies. `AutoModelForSeq2SeqLM.from_pretrained(DIR)` loads it after `import zemi`; `zemi.evaluate` and
+the accuracies. `AutoModelForSeq2SeqLM.from_pretrained(DIR)` loads it after `import zemi.models`; `zemi.evaluate` and
 `zemi.predict` take DIR like a run directory.
 """
 
@@ -27,7 +27,7 @@ from transformers import AutoTokenizer
 from zemi.data.task_lists import TRAINING_MIXTURE
 from zemi.errors import ConfigError, MissingInputError, ZemiError
 from zemi.io import publish, temporary_sibling, write_json_atomic, write_text_atomic
-from zemi.models.modeling_t5 import build_model, get_architecture
+from zemi.models.registry import build_model, get_architecture
 from zemi.run.run_directory import RunDirectory
 
 logger = logging.getLogger(__name__)
@@ -113,7 +113,7 @@ def model_card(run: RunDirectory, step: int, results: list[dict] | None) -> str:
         f"architecture `{architecture}`, backbone `{backbone or 'unknown'}`, {documents}).", "",
         "## Use", "",
         "```python",
-        "import zemi  # registers Zemi and FiD with transformers' Auto classes",
+        "import zemi.models  # registers Zemi and FiD with transformers' Auto classes",
         "from transformers import AutoModelForSeq2SeqLM, AutoTokenizer",
         "",
         'model = AutoModelForSeq2SeqLM.from_pretrained("PATH")',
