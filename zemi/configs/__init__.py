@@ -1,5 +1,6 @@
 """The published perceiver configs, shipped with the package (`pip install` users have no training/ directory).
-`training/perceiver_configs/` holds the same files, byte for byte, under the paths of the authors' commands."""
+The files live here; `training/perceiver_configs/` holds symbolic links to them under the paths of the authors'
+commands."""
 
 from __future__ import annotations
 
