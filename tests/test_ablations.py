@@ -11,7 +11,8 @@ import sys
 import pytest
 import torch
 from datasets import Dataset, DatasetDict, load_from_disk
-from transformers import T5Config
+from safetensors.torch import load_file
+from transformers import AutoModelForSeq2SeqLM, T5Config
 
 from tests.helpers import REPO, subprocess_env, tiny_perceiver_config, tiny_t5_config
 from zemi.data.mixture import list_entries
@@ -65,6 +66,35 @@ def test_frozen_aug_encoder_has_the_authors_keys(reference_keys, size):
     encoder_blocks = sum(p.numel() for n, p in model.named_parameters() if n.startswith("encoder."))  # less embedding
     embedding = model.shared.weight.numel()
     assert sum(p.numel() for p in model.parameters()) == zemi["num_parameters"] + embedding + encoder_blocks
+
+
+def num_parameters(model: torch.nn.Module) -> int:
+    return sum(p.numel() for p in model.parameters())  # a tied weight counts once
+
+
+@pytest.mark.unit
+def test_frozen_aug_encoder_from_a_backbone_is_a_frozen_copy_with_one_embedding(tiny_t5_dir, tmp_path):
+    """Their document encoder is `T5EncoderModel.from_pretrained(backbone)`: the backbone's encoder, whose embedding
+    is one matrix under two names (`shared`, `encoder.embed_tokens`), frozen. Nothing random is left in it."""
+    model = build_model(FROZEN, tiny_t5_dir, tiny_perceiver_config())
+    frozen = model.frozen_encoder
+    assert frozen.shared.weight is frozen.encoder.embed_tokens.weight
+    assert torch.equal(frozen.get_input_embeddings().weight, model.shared.weight)
+    assert frozen.get_input_embeddings().weight is not model.shared.weight  # a frozen copy, not the trained one
+    with torch.device("meta"):
+        from_config = model_from_config(FROZEN, tiny_t5_config(), tiny_perceiver_config())
+    assert num_parameters(model) == num_parameters(from_config)
+
+    model.save_pretrained(tmp_path / "saved")
+    saved = load_file(tmp_path / "saved" / "model.safetensors")
+    copied = {k: v for k, v in saved.items() if k.startswith("frozen_encoder.")}
+    assert torch.equal(copied.pop("frozen_encoder.shared.weight"), saved["shared.weight"])
+    for name, tensor in copied.items():  # every other frozen weight is the encoder's
+        assert torch.equal(tensor, saved[name[len("frozen_encoder."):]]), name
+    for reloaded in (build_model(FROZEN, tmp_path / "saved"), AutoModelForSeq2SeqLM.from_pretrained(tmp_path / "saved")):
+        assert reloaded.frozen_encoder.shared.weight is reloaded.frozen_encoder.encoder.embed_tokens.weight
+        assert torch.equal(reloaded.frozen_encoder.shared.weight, model.shared.weight)
+        assert not any(p.requires_grad for p in reloaded.frozen_encoder.parameters())
 
 
 @pytest.mark.unit

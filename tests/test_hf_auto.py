@@ -91,12 +91,20 @@ def test_a_saved_directory_loads_through_auto_as_its_own_class(tmp_path, tiny_t5
         assert torch.equal(logits(build_model(architecture, tmp_path)), logits(model))
 
 
+def trainable(model) -> set[str]:
+    return {name.split(".")[0] for name, param in model.named_parameters() if param.requires_grad}
+
+
 def test_ablations_load_as_themselves(tmp_path, tiny_t5_dir):
     for architecture, check in (("SharedEncoderDecoder_MultiAug_NoTanhGate", lambda m: m.fusion_config.gate == "none"),
                                 ("SharedEncoderDecoder_MultiAug_FrozenAugEncoder",
-                                 lambda m: m.fusion_config.separate_aug_encoder)):
+                                 lambda m: m.fusion_config.separate_aug_encoder and "frozen_encoder" not in trainable(m))):
         build_model(architecture, tiny_t5_dir, tiny_perceiver_config()).save_pretrained(tmp_path / architecture)
         assert check(AutoModelForSeq2SeqLM.from_pretrained(tmp_path / architecture))
+    build_model("SharedEncoderDecoder_MultiAug", tiny_t5_dir, tiny_perceiver_config(freeze_lm=True)).save_pretrained(
+        tmp_path / "freeze_lm")
+    assert trainable(AutoModelForSeq2SeqLM.from_pretrained(tmp_path / "freeze_lm")) == {"perceiver_resampler",
+                                                                                         "xattn_stack"}
 
 
 @pytest.mark.parametrize("architecture", ["SharedEncoderDecoder_MultiAug", "FiD"])

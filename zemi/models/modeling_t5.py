@@ -126,6 +126,10 @@ class T5ForConditionalGenerationFiD(DocumentFusedT5):
         return Encoded(states.reshape(b, m * la, -1), aug_attention_mask.reshape(b, m * la))
 
 
+FROZEN_SHARED = "frozen_encoder.shared.weight"
+FROZEN_EMBED_TOKENS = "frozen_encoder.encoder.embed_tokens.weight"
+
+
 class T5ForConditionalGenerationMultiAug(DocumentFusedT5):
     """Zemi: T5 whose encoder output reads the retrieved documents through a Perceiver resampler and gated
     cross-attention before the decoder sees it.
@@ -158,10 +162,16 @@ class T5ForConditionalGenerationMultiAug(DocumentFusedT5):
         for block in self.xattn_stack:  # built after post_init: give extra T5 blocks T5's initialisation here
             if isinstance(block, T5Block):
                 reset_t5_block(block, config)
-        # The FrozenAugEncoder ablation's document encoder, laid out as the authors' (a T5EncoderModel):
-        # `frozen_encoder.shared.*`, `frozen_encoder.encoder.*`.
+        # The FrozenAugEncoder ablation's document encoder, laid out as the authors' (a T5EncoderModel, its one
+        # embedding under two names: `frozen_encoder.shared`, `frozen_encoder.encoder.embed_tokens`).
         self.frozen_encoder = T5EncoderModel(copy.deepcopy(config)) if fusion.separate_aug_encoder else None
         self.apply_freezing()
+
+    @classmethod
+    def from_pretrained(cls, *args: Any, **kwargs: Any) -> T5ForConditionalGenerationMultiAug:
+        model = super().from_pretrained(*args, **kwargs)
+        model.apply_freezing()  # loading replaces parameters, and with them their requires_grad flags
+        return model
 
     def _init_weights(self, module: nn.Module) -> None:
         # Called by transformers for modules that a checkpoint did not provide: the fusion modules keep their own
@@ -188,11 +198,26 @@ class T5ForConditionalGenerationMultiAug(DocumentFusedT5):
         if self.frozen_encoder is not None:
             self.frozen_encoder.requires_grad_(False)
 
+    def tie_weights(self, missing_keys: set[str] | None = None, recompute_mapping: bool = True) -> None:
+        super().tie_weights(missing_keys=missing_keys, recompute_mapping=recompute_mapping)
+        # The document encoder is built after post_init collected the submodels' tied weights, so transformers does
+        # not tie its one embedding (two names): tie it here, to the copy the checkpoint holds.
+        encoder = getattr(self, "frozen_encoder", None)
+        if encoder is None:
+            return
+        if missing_keys is not None and FROZEN_EMBED_TOKENS in missing_keys:  # save_pretrained keeps `shared`
+            encoder.encoder.embed_tokens.weight = encoder.shared.weight
+            missing_keys.discard(FROZEN_EMBED_TOKENS)
+        else:  # the one the encoder computes with
+            encoder.shared.weight = encoder.encoder.embed_tokens.weight
+            if missing_keys is not None:
+                missing_keys.discard(FROZEN_SHARED)
+
     def copy_encoder_to_frozen_encoder(self) -> None:
-        """Start the separate document encoder as a frozen copy of the (pretrained) shared encoder, as the original
-        loads it from the backbone checkpoint."""
+        """Start the separate document encoder as a frozen copy of the (pretrained) shared encoder, embedding
+        included, as the original loads it from the backbone checkpoint."""
         if self.frozen_encoder is not None:
-            self.frozen_encoder.encoder.load_state_dict(self.encoder.state_dict())  # its embedding is `shared`
+            self.frozen_encoder.encoder.load_state_dict(self.encoder.state_dict())  # embed_tokens is its `shared`
             self.frozen_encoder.requires_grad_(False)
 
     def encode(self, input_ids, attention_mask, aug_input_ids, aug_attention_mask, aug_exist_idx=None) -> Encoded:

@@ -133,8 +133,6 @@ def build_model(
     config = model_config_for(architecture, config, fusion)
     fusion_args = (fusion,) if arch.needs_perceiver_config else ()
     model = arch.model_class.from_pretrained(model_name_or_path, *fusion_args, config=config, **from_pretrained_kwargs)
-    if isinstance(model, T5ForConditionalGenerationMultiAug):
-        if saved is None:
-            model.copy_encoder_to_frozen_encoder()  # a plain T5 backbone: the document encoder starts as its copy
-        model.apply_freezing()  # loading replaces parameters, and with them their requires_grad flags
+    if isinstance(model, T5ForConditionalGenerationMultiAug) and saved is None:
+        model.copy_encoder_to_frozen_encoder()  # a plain T5 backbone: the document encoder starts as its copy
     return model
