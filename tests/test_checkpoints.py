@@ -18,7 +18,17 @@ import pytest
 import torch
 from safetensors.torch import load_file, save_file
 
-from tests.helpers import REPO, TINY_PERCEIVER, ZEMI, evaluate, logged, subprocess_env, tiny_t5_config, write_run_dir
+from tests.helpers import (
+    REPO,
+    TINY_PERCEIVER,
+    ZEMI,
+    evaluate,
+    logged,
+    subprocess_env,
+    tiny_perceiver_config,
+    tiny_t5_config,
+    write_run_dir,
+)
 from zemi.io import recover_interrupted_writes
 from zemi.models.checkpoint_files import CheckpointReadError
 from zemi.run.run_directory import RunDirectory, save_model_atomic
@@ -106,7 +116,7 @@ def test_a_directory_checkpoint_of_another_architecture_fails_at_start_up(tmp_pa
     with pytest.raises(CheckpointMismatchError) as error:
         evaluate(run_dir, data_root, tmp_path / "eval")
     message = str(error.value)
-    fusion_keys = set(build_model(ZEMI, backbone_dir, TINY_PERCEIVER).state_dict()) - \
+    fusion_keys = set(build_model(ZEMI, backbone_dir, tiny_perceiver_config()).state_dict()) - \
         set(T5WithOwnLMHead.from_pretrained(backbone_dir).state_dict())
     assert f"{run_dir / 'step_3'} does not fit T5ForConditionalGenerationMultiAug" in message
     assert f"{len(fusion_keys)} missing keys: ['perceiver_resampler.latents'" in message
