@@ -106,8 +106,10 @@ def check_weights_fit(model: torch.nn.Module, shapes: dict[str, tuple[int, ...]]
     """`CheckpointMismatchError` listing missing, unexpected and mis-shaped weights. Tied weights (the T5 embedding
     under three names) count as present when the checkpoint holds any one of their names, as save_pretrained
     writes one. A directory may hold the weights transformers knowingly drops (an unused relative-attention bias
-    of old T5 files); a torch.save file is loaded strictly, so there they count as unexpected."""
-    dropped = (getattr(model, "_keys_to_ignore_on_load_unexpected", None) or []) if source.is_dir() else []
+    of old T5 files), and may lack those loading ties to another it holds (`tied_if_absent`: a T5 without a head of
+    its own); a torch.save file is loaded strictly, so there they count as unexpected or missing."""
+    directory = source.is_dir()
+    dropped = (getattr(model, "_keys_to_ignore_on_load_unexpected", None) or []) if directory else []
     held = {name: torch.empty(shape, device="meta") for name, shape in shapes.items()
             if not any(re.search(pattern, name) for pattern in dropped)}
     aliases: dict[int, list[str]] = {}
@@ -117,6 +119,9 @@ def check_weights_fit(model: torch.nn.Module, shapes: dict[str, tuple[int, ...]]
         present = [name for name in names if name in held]
         if present:
             held.update({name: held[present[0]] for name in names if name not in held})
+    for target, tied_to in (getattr(model, "tied_if_absent", {}) if directory else {}).items():
+        if target not in held and tied_to in held:
+            held[target] = held[tied_to]
     check_state_dict_fits(model, held, source=str(source))
 
 

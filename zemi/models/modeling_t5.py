@@ -47,17 +47,33 @@ class Encoded(NamedTuple):
 class T5WithOwnLMHead(T5ForConditionalGeneration):
     """Plain T5, the No Aug and Concat model, and the base of FiD and Zemi.
 
-    transformers 5 always ties the LM head to the input embedding when it builds a T5; t5-lm-adapt (T5 v1.1)
-    has its own LM head, recorded in the config as `scale_decoder_outputs=False`. Tying it would silently merge two
-    different matrices when a published `step_N` checkpoint is loaded, so here the head is tied only when the
-    config says the checkpoint is an original (tied) T5.
+    transformers 5 declares the LM head of every T5 tied to the input embedding (T5Config forces
+    `tie_word_embeddings`); `from_pretrained` then unties the two when a checkpoint holds both with different values,
+    and ties them when it holds no head. t5-lm-adapt (T5 v1.1, recorded as `scale_decoder_outputs=False`) has its
+    own head, so here it starts untied: a model built from the config and given a published `step_N` state dict
+    (`load_state_dict`) keeps the two matrices apart. A checkpoint directory without `lm_head.weight` gets the head
+    transformers gives it, the embedding, tied (`tie_weights`), never a random one.
     """
+
+    # target: source. A checkpoint directory without the target uses the source, tied (transformers' T5 rule).
+    tied_if_absent = {"lm_head.weight": "shared.weight"}
+
+    def own_head(self) -> bool:
+        return not getattr(self.config, "scale_decoder_outputs", True) and not getattr(self, "_head_tied", False)
 
     def get_expanded_tied_weights_keys(self, all_submodels: bool = False) -> dict:
         keys = super().get_expanded_tied_weights_keys(all_submodels=all_submodels)
-        if not getattr(self.config, "scale_decoder_outputs", True):
+        if self.own_head():
             keys.pop("lm_head.weight", None)
         return keys
+
+    def tie_weights(self, missing_keys: set[str] | None = None, recompute_mapping: bool = True) -> None:
+        # from_pretrained passes the keys its checkpoint lacked: without a head of its own, the model is tied again.
+        if missing_keys is not None and self.own_head() and "lm_head.weight" in missing_keys \
+                and "shared.weight" not in missing_keys:
+            self._head_tied = True
+            self.all_tied_weights_keys.update(self.tied_if_absent)
+        super().tie_weights(missing_keys=missing_keys, recompute_mapping=recompute_mapping)
 
     def encode(self, input_ids: torch.Tensor, attention_mask: torch.Tensor, **unused: Any) -> Encoded:
         """Encoder states of the prompted input (augmentation inputs, if any, are ignored)."""
