@@ -30,7 +30,7 @@ from tests.helpers import (
     write_run_dir,
 )
 from zemi.io import recover_interrupted_writes
-from zemi.models.checkpoint_files import CheckpointReadError
+from zemi.models.checkpoint_files import CheckpointReadError, checkpoint_shapes
 from zemi.run.run_directory import RunDirectory, save_model_atomic
 from zemi.modeling_t5 import CheckpointMismatchError, T5WithOwnLMHead, build_model, load_original_checkpoint
 
@@ -102,6 +102,15 @@ def test_unreadable_checkpoints_are_named_and_skipped_by_the_sweep(tmp_path, bac
         (authors / f"step_{step}").unlink()
     with pytest.raises(CheckpointReadError, match="no checkpoint of .* could be read"):
         evaluate(authors, data_root, tmp_path / "eval" / "none")
+
+
+@pytest.mark.unit
+@pytest.mark.parametrize("content", [b"\x80\x02J\x01", b"(.", b"h\x00"], ids=["struct.error", "IndexError", "KeyError"])
+def test_bytes_that_break_the_unpickler_differently_are_a_corrupt_file(tmp_path, content):
+    """Random bytes (os.urandom above) make torch's weights-only unpickler raise these about one time in twelve."""
+    (tmp_path / "step_1").write_bytes(content)
+    with pytest.raises(CheckpointReadError, match=r"step_1: cannot be read as a torch.save file \(truncated or corrupt"):
+        checkpoint_shapes(tmp_path / "step_1")
 
 
 # --- checkpoints that do not fit the architecture ----------------------------------------------------------------

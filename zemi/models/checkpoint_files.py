@@ -12,6 +12,7 @@ import json
 import os
 import pickle
 import re
+import struct
 from pathlib import Path
 from typing import Any
 
@@ -30,7 +31,10 @@ class CheckpointReadError(ZemiError, OSError):
     """A checkpoint that cannot be read: missing, truncated or corrupt files, or a pickle that asks to run code."""
 
 
-TORCH_LOAD_ERRORS = (pickle.UnpicklingError, RuntimeError, EOFError, OSError, ValueError)
+# torch's weights-only unpickler meets bytes that are no pickle with any of these (struct.error: a truncated
+# number; IndexError, KeyError: an opcode on an empty stack or memo), about one random file in twelve.
+TORCH_LOAD_ERRORS = (pickle.UnpicklingError, RuntimeError, EOFError, OSError, ValueError, struct.error, IndexError,
+                     KeyError)
 
 
 def torch_load_error(path: Path, err: Exception) -> CheckpointReadError:
