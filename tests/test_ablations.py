@@ -12,11 +12,13 @@ import pytest
 import torch
 from datasets import Dataset, DatasetDict, load_from_disk
 from safetensors.torch import load_file
-from transformers import AutoModelForSeq2SeqLM, T5Config
+from transformers import AutoModelForSeq2SeqLM, T5Config, T5EncoderModel
+from transformers.models.t5.modeling_t5 import T5Block
 
 from tests.helpers import REPO, subprocess_env, tiny_perceiver_config, tiny_t5_config
 from zemi.data.mixture import list_entries
 from zemi.data.shuffle import shuffle_root
+from zemi.models.t5_init import reset_t5_block
 from zemi.modeling_t5 import (
     CheckpointMismatchError,
     PerceiverXattnConfig,
@@ -123,6 +125,28 @@ def test_extra_t5_blocks_start_fresh_with_t5s_initialisation(tiny_t5_dir, built)
     # T5's own init (as the authors' post_init gives it), not the fusion modules' xavier-normal
     assert query.std().item() == pytest.approx((config.d_model * config.d_kv) ** -0.5, rel=0.25)
     assert torch.equal(block.layer[0].layer_norm.weight, torch.ones(config.d_model))
+
+
+@pytest.mark.unit
+@pytest.mark.parametrize("feed_forward_proj", ["gated-gelu", "relu"])
+def test_reset_t5_block_draws_what_transformers_init_draws(feed_forward_proj):
+    """transformers' own T5 initialisation of a block without relative position bias (block 1 of a fresh encoder)
+    against ours: the same distribution for every weight (a factor of 2 makes the formulas tell apart: q's std is
+    k's / sqrt(d_kv), wo's is wi's / 2)."""
+    config = tiny_t5_config(d_model=64, d_kv=16, num_heads=4, d_ff=256, initializer_factor=2.0,
+                            feed_forward_proj=feed_forward_proj)
+    torch.manual_seed(0)
+    theirs = T5EncoderModel(config).encoder.block[1]
+    ours = T5Block(config, has_relative_attention_bias=False)
+    reset_t5_block(ours, config)
+    expected = dict(theirs.named_parameters())
+    assert expected.keys() == dict(ours.named_parameters()).keys()
+    for name, param in ours.named_parameters():
+        if "layer_norm" in name:
+            assert torch.equal(param, expected[name]) and param.eq(2.0).all(), name
+        else:
+            assert param.std().item() == pytest.approx(expected[name].std().item(), rel=0.1), name
+            assert abs(param.mean().item()) < 0.1 * param.std().item(), name
 
 
 @pytest.mark.unit
