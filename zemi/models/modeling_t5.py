@@ -58,18 +58,19 @@ class T5WithOwnLMHead(T5ForConditionalGeneration):
     # target: source. A checkpoint directory without the target uses the source, tied (transformers' T5 rule).
     tied_if_absent = {"lm_head.weight": "shared.weight"}
 
-    def own_head(self) -> bool:
+    def has_own_head(self) -> bool:
         return not getattr(self.config, "scale_decoder_outputs", True) and not getattr(self, "_head_tied", False)
 
     def get_expanded_tied_weights_keys(self, all_submodels: bool = False) -> dict:
         keys = super().get_expanded_tied_weights_keys(all_submodels=all_submodels)
-        if self.own_head():
+        if self.has_own_head():
             keys.pop("lm_head.weight", None)
         return keys
 
     def tie_weights(self, missing_keys: set[str] | None = None, recompute_mapping: bool = True) -> None:
-        # from_pretrained passes the keys its checkpoint lacked: without a head of its own, the model is tied again.
-        if missing_keys is not None and self.own_head() and "lm_head.weight" in missing_keys \
+        # from_pretrained passes the keys its checkpoint lacked (transformers 5.17: _finalize_model_loading): a
+        # checkpoint without a head of its own gets the embedding, as transformers' T5 does.
+        if missing_keys is not None and self.has_own_head() and "lm_head.weight" in missing_keys \
                 and "shared.weight" not in missing_keys:
             self._head_tied = True
             self.all_tied_weights_keys.update(self.tied_if_absent)
@@ -216,8 +217,8 @@ class T5ForConditionalGenerationMultiAug(DocumentFusedT5):
 
     def tie_weights(self, missing_keys: set[str] | None = None, recompute_mapping: bool = True) -> None:
         super().tie_weights(missing_keys=missing_keys, recompute_mapping=recompute_mapping)
-        # The document encoder is built after post_init collected the submodels' tied weights, so transformers does
-        # not tie its one embedding (two names): tie it here, to the copy the checkpoint holds.
+        # The document encoder is built after post_init collected the submodels' tied weights, so transformers
+        # (5.17) does not tie its one embedding (two names): tie it here, to the copy the checkpoint holds.
         encoder = getattr(self, "frozen_encoder", None)
         if encoder is None:
             return
