@@ -1,9 +1,6 @@
-"""Zero-shot rank classification (the T0 protocol), implemented once for every model.
-
-Each answer choice is scored by the sum of its tokens' log-probabilities (EOS included, no length normalisation)
-and the best-scoring choice is the prediction. The input and its documents are encoded once per example; all
-choices of a batch are decoded in one pass against copies of their example's encoder states, and only the choice
-tokens' log-probabilities are computed (never the (choices, tokens, vocabulary) logits).
+"""The zero-shot evaluation sweep (the T0 protocol): for a run directory's checkpoints, or a plain T5, and the given
+template directories, the rank-classification accuracy of every (step, template) in results.json. The scoring
+itself is `zemi.run.objectives`.
 """
 
 from __future__ import annotations
@@ -19,7 +16,7 @@ import torch
 from accelerate import Accelerator
 from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
-from transformers import AutoTokenizer, DynamicCache, EncoderDecoderCache, T5Config
+from transformers import AutoTokenizer, T5Config
 
 from zemi.data.collate import Collator
 from zemi.data.mixture import DataError, EvalTemplate, scan_eval_templates
@@ -28,104 +25,16 @@ from zemi.data.tokenized import tokenize
 from zemi.errors import ConfigError, MissingInputError
 from zemi.io import write_csv_atomic, write_json_atomic
 from zemi.models.checkpoint_files import CheckpointReadError, check_weights_fit, checkpoint_shapes
-from zemi.models.modeling_t5 import T5WithOwnLMHead, model_inputs
+from zemi.models.modeling_t5 import T5WithOwnLMHead
 from zemi.run.cli import setup_logging
 from zemi.run.config import EvalConfig, parse_config
 from zemi.run.method import Method, collator_for
+from zemi.run.objectives import rank_choices
 from zemi.run.presets import PAPER
 from zemi.run.run_directory import RunDirectory
 from zemi.run.tracking import end_tracking, log_metrics, make_accelerator, start_tracking
 
 logger = logging.getLogger(__name__)
-
-# Elements of one (choice tokens, vocabulary slice) block of logits in the fused head: bounds its memory.
-FUSED_BLOCK_ELEMENTS = 2**22
-
-
-def _choice_scores(logits: torch.Tensor, choice_ids: torch.Tensor, choice_mask: torch.Tensor) -> torch.Tensor:
-    """The reference head: log-softmax over the whole vocabulary at every position, then the choice tokens'."""
-    log_probs = logits.float().log_softmax(-1).gather(-1, choice_ids.unsqueeze(-1)).squeeze(-1)  # (N, T)
-    return (log_probs * choice_mask).sum(-1)  # (N,)
-
-
-def fused_choice_scores(hidden: torch.Tensor, lm_head: torch.Tensor, choice_ids: torch.Tensor,
-                        choice_mask: torch.Tensor, *, block_elements: int = FUSED_BLOCK_ELEMENTS) -> torch.Tensor:
-    """`_choice_scores(hidden @ lm_head.T, ...)` without the (N, T, V) logits: only the real (unpadded) choice
-    tokens are scored, against vocabulary slices of at most `block_elements` logits at a time; each slice gives
-    its share of the log-softmax normaliser (a logsumexp) and the logits of the targets that fall in it."""
-    keep = choice_mask.bool()
-    states, targets = hidden[keep], choice_ids[keep]  # (K, D), (K,): the choice tokens only
-    width = max(1, block_elements // max(len(states), 1))
-    chosen = states.new_zeros(len(states), dtype=torch.float32)  # (K,)
-    normalisers = []
-    for start in range(0, lm_head.shape[0], width):
-        logits = (states @ lm_head[start:start + width].T).float()  # (K, width)
-        normalisers.append(logits.logsumexp(-1))
-        inside = (targets >= start) & (targets < start + width)
-        chosen[inside] = logits[inside, targets[inside] - start]
-    token_scores = chosen - torch.stack(normalisers, -1).logsumexp(-1)  # (K,)
-    owner = torch.arange(len(choice_ids), device=hidden.device).unsqueeze(1).expand_as(choice_ids)[keep]
-    return token_scores.new_zeros(len(choice_ids)).index_add_(0, owner, token_scores)  # (N,)
-
-
-def _best_choice(scores: torch.Tensor, owner: torch.Tensor, num_choices: torch.Tensor) -> torch.Tensor:
-    """Arg-max over each example's own choices (the first one on ties, like torch.argmax)."""
-    position = torch.arange(len(owner), device=owner.device) - (torch.cumsum(num_choices, 0) - num_choices)[owner]
-    table = scores.new_full((len(num_choices), int(num_choices.max())), float("-inf"))
-    table[owner, position] = scores
-    return table.argmax(-1)
-
-
-def cross_attention_cache(model, states: torch.Tensor, owner: torch.Tensor) -> EncoderDecoderCache:
-    """Every decoder layer's cross-attention keys and values, projected once per example and shared by its choices
-    (the decoder would otherwise project the same encoder states again for every answer choice)."""
-    cross = DynamicCache(config=model.decoder.config)
-    for index, block in enumerate(model.decoder.block):
-        attention = block.layer[1].EncDecAttention
-        shape = (*states.shape[:-1], -1, attention.key_value_proj_dim)
-        keys = attention.k(states).view(shape).transpose(1, 2)  # (B, heads, S, d_kv)
-        values = attention.v(states).view(shape).transpose(1, 2)
-        cross.update(keys.index_select(0, owner), values.index_select(0, owner), index)
-    return EncoderDecoderCache(DynamicCache(config=model.decoder.config), cross)
-
-
-@torch.no_grad()
-def choice_scores(model, batch: dict[str, torch.Tensor], *, fused: bool = True) -> torch.Tensor:
-    """Summed log-probability of every answer choice (N,): each example encoded once, all its choices decoded
-    together; `fused=False` computes the full-vocabulary logits first (the reference head)."""
-    encoded = model.encode(**model_inputs(batch))
-    owner = batch["choice_owner"]
-    states = encoded.hidden_states.index_select(0, owner)  # (N, S, D)
-    decoded = model.decoder(
-        input_ids=model._shift_right(batch["choice_ids"]),
-        encoder_hidden_states=states,
-        encoder_attention_mask=encoded.attention_mask.index_select(0, owner),
-        past_key_values=cross_attention_cache(model, encoded.hidden_states, owner),
-        use_cache=True,
-    ).last_hidden_state  # (N, T, D)
-    if model.config.scale_decoder_outputs:  # tied embeddings (original T5), as T5ForConditionalGeneration does
-        decoded = decoded * model.model_dim**-0.5
-    if fused:
-        return fused_choice_scores(decoded, model.lm_head.weight, batch["choice_ids"], batch["choice_mask"])
-    return _choice_scores(model.lm_head(decoded), batch["choice_ids"], batch["choice_mask"])
-
-
-@torch.no_grad()
-def rank_choices(model, batch: dict[str, torch.Tensor], *, fused: bool = True) -> torch.Tensor:
-    """Predicted choice index per example: encode each example once, decode all its choices together."""
-    scores = choice_scores(model, batch, fused=fused)
-    return _best_choice(scores, batch["choice_owner"], batch["num_choices"])
-
-
-@torch.no_grad()
-def rank_choices_reencoding(model, batch: dict[str, torch.Tensor]) -> torch.Tensor:
-    """The authors' computation: the full model runs once per (example, choice), re-encoding input and documents,
-    and scores the full-vocabulary logits. Kept as the reference for tests and for the benchmark's reference mode."""
-    owner = batch["choice_owner"]
-    repeated = {name: value.index_select(0, owner) for name, value in model_inputs(batch).items()}
-    logits = model(**repeated, decoder_input_ids=model._shift_right(batch["choice_ids"]), use_cache=False).logits
-    return _best_choice(_choice_scores(logits, batch["choice_ids"], batch["choice_mask"]), owner, batch["num_choices"])
-
 
 @dataclass
 class TemplateScore:
