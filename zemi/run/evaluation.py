@@ -26,6 +26,7 @@ from zemi.data.processing import Featurizer, MaxLengths
 from zemi.data.tokenized import tokenize
 from zemi.errors import ConfigError, MissingInputError
 from zemi.faults import crash_point
+from zemi.io import step_of
 from zemi.models.checkpoint_files import CheckpointReadError, check_weights_fit, checkpoint_shapes
 from zemi.models.modeling_t5 import T5WithOwnLMHead
 from zemi.run.cli import setup_logging
@@ -39,8 +40,10 @@ from zemi.run.results_files import (
     data_fingerprint,
     files_fingerprint,
     predictions_path,
+    read_predictions,
     reusable_rows,
     template_key,
+    write_error_analysis,
     write_predictions,
     write_results,
 )
@@ -208,6 +211,13 @@ class EvalSource:
         cached = try_to_load_from_cache(self.location, "config.json")
         return f"{self.location}@{Path(cached).parent.name}" if isinstance(cached, str) else self.location
 
+    def checkpoint_name(self, step: int, checkpoint: Path | None, config: EvalConfig) -> str:
+        """The checkpoint as the authors' --error_analysis_dir layout names it: its `step_N` entry; a plain T5,
+        which their baseline script evaluates once, as `step_<--step_num>` (step_-1 by default), as they did."""
+        if checkpoint is not None and step_of(checkpoint) is not None:
+            return checkpoint.name
+        return f"step_{step}" if self.run else f"step_{config.saved_model_step}"
+
 
 def _expected_t5(path: Path) -> T5WithOwnLMHead:
     """A plain T5 of the directory's config, without weights: what its weight file must match."""
@@ -353,6 +363,9 @@ def run_evaluation(config: EvalConfig) -> Path:
         raise CheckpointReadError(f"no checkpoint of {config.model_name_or_path} could be read: "
                                   f"{[entry['error'] for entry in skipped['checkpoints']]}")
     write()
+    if config.error_analysis_dir and accelerator.is_main_process:
+        write_authors_error_analysis(Path(config.error_analysis_dir), output_dir, source, config, checkpoints,
+                                     templates, rows)
     accelerator.wait_for_everyone()
     end_tracking(accelerator)
     return output_dir
@@ -366,6 +379,23 @@ def check_file_names(templates: list[EvalTemplate]) -> None:
         if template_key(other) != template_key(template.path):
             raise ConfigError(f"--processed_dataset_paths names two templates {template.task}/{template.name}: "
                               f"{other} and {template.path}; evaluate them into separate --output_dir")
+
+
+def write_authors_error_analysis(directory: Path, output_dir: Path, source: EvalSource, config: EvalConfig,
+                                 checkpoints: list[tuple[int, Path | None]], templates: list[EvalTemplate],
+                                 rows: list[dict]) -> None:
+    """--error_analysis_dir: every (checkpoint, template) of this sweep in the authors' layout, from the predictions
+    files (so that rows resumed from an earlier run are written too)."""
+    by_key = {(row["step"], template_key(row["template_path"])): row for row in rows}
+    for step, checkpoint in checkpoints:
+        for template in templates:
+            row = by_key.get((step, template_key(template.path)))
+            if row is None:  # a checkpoint the sweep skipped
+                continue
+            written = write_error_analysis(directory, output_dir, source.checkpoint_name(step, checkpoint, config),
+                                           template.task, template.name, template.dataset,
+                                           read_predictions(output_dir, row["predictions"]))
+            logger.info("error analysis: %s", written)
 
 
 def tracked_scores(rows: list[dict]) -> dict[str, float]:

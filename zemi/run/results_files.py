@@ -1,5 +1,6 @@
 """What an evaluation leaves in its --output_dir and when a rerun may reuse it: results.json (the run's settings, each
-row's checkpoint and data fingerprints) and one per-example predictions file per (step, template).
+row's checkpoint and data fingerprints), one per-example predictions file per (step, template), and the authors'
+`--error_analysis_dir` layout.
 
 A rerun into a used directory resumes: rows computed under the same settings, from the same checkpoint and template
 files, are kept; any difference is a `StaleResultsError`, so a number is never reported under settings it was not
@@ -18,10 +19,11 @@ from typing import Any
 from datasets import Dataset
 
 from zemi.errors import ConfigError
-from zemi.io import write_csv_atomic, write_json_atomic, write_text_atomic
+from zemi.io import publish, temporary_sibling, write_csv_atomic, write_json_atomic, write_text_atomic
 
 RESULTS_FILE = "results.json"
 PREDICTIONS_DIR = "predictions"
+AUTHORS_PREDICTIONS_FILE = "prediction_target_indices.json"  # the name their eval_original_task_only_xattn.py wrote
 WEIGHT_SUFFIXES = (".safetensors", ".bin", ".pt", ".pth", ".ckpt")
 
 
@@ -166,3 +168,45 @@ def write_predictions(output_dir: Path, relative: str, *, task: str, template: s
                 # 9 significant digits give back every float32 score exactly
                 "scores": [[float(f"{s:.9g}") for s in row] for row in predictions.scores]}
     write_text_atomic(path, json.dumps(document, separators=(",", ":")) + "\n")
+
+
+def read_predictions(output_dir: Path, relative: str) -> TemplatePredictions:
+    document = json.loads((output_dir / relative).read_text())
+    return TemplatePredictions(document["index"], document["gold"], document["gold_in_choices"],
+                               document["predicted"], document["scores"])
+
+
+# --- the authors' --error_analysis_dir ------------------------------------------------------------------------------
+
+
+def write_error_analysis(directory: Path, output_dir: Path, checkpoint_name: str, task: str, template: str,
+                         validation: Dataset, predictions: TemplatePredictions) -> Path:
+    """What their eval_original_task_only_xattn.py wrote for `--error_analysis_dir DIR`:
+    `DIR/<--output_dir's name>/<checkpoint name>/<task>__<template>/prediction_target_indices.json` with the
+    predicted choice, the gold choice and the validation row of each example (in row order, as their single-process
+    run wrote them), plus the `dataset` their error_analysis.py loads there (their save_to_disk is commented out):
+    a link to the template's saved validation split, whose rows the indices name."""
+    target = directory / Path(os.path.abspath(output_dir)).name / checkpoint_name / f"{task}__{template}"
+    target.mkdir(parents=True, exist_ok=True)
+    write_json_atomic(target / AUTHORS_PREDICTIONS_FILE, {"predictions": predictions.predicted,
+                                                          "targets": predictions.gold, "indices": predictions.index})
+    _place_dataset(validation, target / "dataset")
+    return target
+
+
+def _place_dataset(validation: Dataset, destination: Path) -> None:
+    """A link to the split's save_to_disk directory (no copy of a large split per checkpoint), or a saved copy when
+    the split has no directory of its own."""
+    folders = {Path(entry["filename"]).parent for entry in validation.cache_files}
+    temporary = temporary_sibling(destination)
+    if len(folders) == 1 and (source := folders.pop()).joinpath("state.json").is_file():
+        if destination.is_dir() and not destination.is_symlink():
+            return  # a copy saved by an earlier run
+        temporary.unlink(missing_ok=True)
+        temporary.symlink_to(source, target_is_directory=True)
+        os.replace(temporary, destination)
+        return
+    if destination.is_symlink():
+        destination.unlink()
+    validation.save_to_disk(str(temporary))
+    publish(temporary, destination)
