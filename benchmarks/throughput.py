@@ -38,12 +38,17 @@ from transformers import T5Config
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from zemi.run.evaluation import FUSED_BLOCK_ELEMENTS, choice_scores, rank_choices, rank_choices_reencoding  # noqa: E402
 from zemi.models.configuration_zemi import PerceiverXattnConfig  # noqa: E402
 from zemi.models.modeling_t5 import model_inputs  # noqa: E402
 from zemi.models.registry import model_from_config  # noqa: E402
+from zemi.run.objectives import (  # noqa: E402
+    FUSED_BLOCK_ELEMENTS,
+    choice_scores,
+    loss_on,
+    rank_choices,
+    rank_choices_reencoding,
+)
 from zemi.run.optim import make_optimizer, parameter_groups  # noqa: E402
-from zemi.run.loss import loss_on  # noqa: E402
 
 REFERENCE_KEYS = Path(__file__).resolve().parents[1] / "tests" / "fixtures" / "original_state_dict_keys.json"
 METHODS = {"no_aug": "T5", "concat": "T5", "fid": "FiD", "zemi": "SharedEncoderDecoder_MultiAug"}

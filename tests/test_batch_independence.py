@@ -8,16 +8,14 @@ import random
 
 import pytest
 import torch
-import torch.nn.functional as F
 from transformers import AutoTokenizer
 
 from tests.helpers import tiny_perceiver_config
 from zemi.data.mixture import load_eval_templates
 from zemi.data.processing import Featurizer, MaxLengths
-from zemi.modeling_t5 import T5ForConditionalGenerationMultiAug, build_model, model_inputs
-from zemi.run.evaluation import rank_choices
-from zemi.run.loss import loss_on
+from zemi.modeling_t5 import T5ForConditionalGenerationMultiAug, build_model
 from zemi.run.method import Method, collator_for
+from zemi.run.objectives import choice_scores, loss_on, rank_choices
 
 pytestmark = pytest.mark.unit
 
@@ -56,16 +54,6 @@ def examples(data_root, backbone_dir):
             rows += [dict(evaluated[i], labels=trained[i]["labels"]) for i in range(len(data))]
         prepared[name] = model, collator_for(method, LENGTHS, tokenizer.pad_token_id), rows
     return prepared
-
-
-@torch.no_grad()
-def choice_scores(model, batch: dict) -> torch.Tensor:
-    """Summed log-probability of every choice of the batch (the full model once per choice, as the authors)."""
-    owner = batch["choice_owner"]
-    repeated = {name: value.index_select(0, owner) for name, value in model_inputs(batch).items()}
-    logits = model(**repeated, decoder_input_ids=model._shift_right(batch["choice_ids"]), use_cache=False).logits
-    log_probs = F.log_softmax(logits.float(), -1).gather(-1, batch["choice_ids"].unsqueeze(-1)).squeeze(-1)
-    return (log_probs * batch["choice_mask"]).sum(-1)
 
 
 def per_example(model, collator, rows: list[dict], order: list[int]) -> dict[int, tuple]:

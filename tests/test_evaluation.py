@@ -1,26 +1,30 @@
-"""Rank classification: encoding once per example predicts exactly what re-encoding per choice predicts, and the
-fused head (choice tokens only, vocabulary in slices) scores exactly what the full-vocabulary log-softmax scores."""
+"""Rank classification (`zemi.run.objectives`): encoding once per example scores exactly what the authors' computation
+(the full model once per choice) scores, the cross-attention cache built from transformers' T5 internals equals the
+decoder's own projections, and the fused head (choice tokens only, vocabulary in slices) scores exactly what the
+full-vocabulary log-softmax scores."""
 
 from __future__ import annotations
 
 import pytest
 import torch
 from transformers import AutoTokenizer
-from transformers.modeling_outputs import BaseModelOutput
 
 from tests.helpers import tiny_perceiver_config, tiny_t5_config
 from zemi.data.collate import Collator
 from zemi.data.mixture import load_eval_templates
 from zemi.data.processing import Featurizer, MaxLengths, TextRules
-from zemi.run.evaluation import (
-    _best_choice,
-    _choice_scores,
+from zemi.modeling_t5 import T5ForConditionalGenerationMultiAug, T5WithOwnLMHead, build_model, model_inputs
+from zemi.run.objectives import (
+    best_choice,
     choice_scores,
+    choice_scores_from_logits,
+    choice_scores_reencoding,
+    choice_table,
+    cross_attention_cache,
     fused_choice_scores,
     rank_choices,
     rank_choices_reencoding,
 )
-from zemi.modeling_t5 import T5ForConditionalGenerationMultiAug, T5WithOwnLMHead, build_model, model_inputs
 
 RULES = {
     "T5": TextRules(),
@@ -38,7 +42,7 @@ def test_fused_head_scores_what_the_full_vocabulary_log_softmax_scores(vocab, bl
     hidden, weight = torch.randn(10, 7, 48, generator=g), torch.randn(vocab, 48, generator=g) * 0.3
     ids = torch.randint(0, vocab, (10, 7), generator=g)
     mask = (torch.arange(7) < torch.tensor([1, 2, 3, 4, 5, 6, 7, 7, 2, 1]).unsqueeze(1)).long()
-    full = _choice_scores(hidden @ weight.T, ids, mask)
+    full = choice_scores_from_logits(hidden @ weight.T, ids, mask)
     torch.testing.assert_close(fused_choice_scores(hidden, weight, ids, mask, block_elements=block_elements), full,
                                rtol=1e-6, atol=1e-5)
 
@@ -56,7 +60,7 @@ def test_fused_head_of_a_tied_t5_scales_the_decoder_output_as_the_model_does():
     with torch.no_grad():
         repeated = {k: v.index_select(0, batch["choice_owner"]) for k, v in model_inputs(batch).items()}
         logits = model(**repeated, decoder_input_ids=model._shift_right(batch["choice_ids"])).logits
-    expected = _choice_scores(logits, batch["choice_ids"], batch["choice_mask"])
+    expected = choice_scores_from_logits(logits, batch["choice_ids"], batch["choice_mask"])
     for fused in (True, False):
         torch.testing.assert_close(choice_scores(model, batch, fused=fused), expected, rtol=1e-6, atol=1e-5)
 
@@ -65,7 +69,40 @@ def test_fused_head_of_a_tied_t5_scales_the_decoder_output_as_the_model_does():
 def test_best_choice_respects_each_examples_own_choices():
     scores = torch.tensor([-1.0, -0.5, -3.0, -0.2, -0.2, -9.0])
     owner = torch.tensor([0, 0, 1, 1, 1, 2])
-    assert _best_choice(scores, owner, torch.tensor([2, 3, 1])).tolist() == [1, 1, 0]  # tie: the first
+    assert best_choice(scores, owner, torch.tensor([2, 3, 1])).tolist() == [1, 1, 0]  # tie: the first
+    inf = float("-inf")
+    expected = torch.tensor([[-1.0, -0.5, inf], [-3.0, -0.2, -0.2], [-9.0, inf, inf]])
+    assert torch.equal(choice_table(scores, owner, torch.tensor([2, 3, 1])), expected)
+
+
+@pytest.mark.unit
+def test_the_cross_attention_cache_equals_the_decoders_own_projections():
+    """cross_attention_cache reaches into transformers' T5 (EncDecAttention.k/.v, key_value_proj_dim,
+    EncoderDecoderCache): decoding against it must give what the decoder gives when it projects the encoder
+    states itself (every model variant shares T5's decoder). A change of those internals fails here."""
+    torch.manual_seed(0)
+    model = T5WithOwnLMHead(tiny_t5_config()).eval()
+    g = torch.Generator().manual_seed(2)
+    states = torch.randn(2, 9, model.config.d_model, generator=g)
+    mask = torch.ones(2, 9, dtype=torch.long)
+    mask[1, 6:] = 0
+    owner = torch.tensor([0, 0, 1, 1, 1])
+    choices = model._shift_right(torch.randint(2, 96, (5, 4), generator=g))
+    with torch.no_grad():
+        plain = model.decoder(input_ids=choices, encoder_hidden_states=states.index_select(0, owner),
+                              encoder_attention_mask=mask.index_select(0, owner), use_cache=False).last_hidden_state
+        cached = model.decoder(input_ids=choices, encoder_hidden_states=states.index_select(0, owner),
+                               encoder_attention_mask=mask.index_select(0, owner),
+                               past_key_values=cross_attention_cache(model, states, owner),
+                               use_cache=True).last_hidden_state
+    torch.testing.assert_close(cached, plain, rtol=1e-6, atol=1e-6)
+    # the cache is what the decoder used: wrong keys give other states
+    with torch.no_grad():
+        wrong = model.decoder(input_ids=choices, encoder_hidden_states=states.index_select(0, owner),
+                              encoder_attention_mask=mask.index_select(0, owner),
+                              past_key_values=cross_attention_cache(model, states.flip(0), owner),
+                              use_cache=True).last_hidden_state
+    assert not torch.allclose(wrong, plain, atol=1e-3)
 
 
 @pytest.mark.parametrize("method", list(RULES))
@@ -91,16 +128,9 @@ def test_encode_once_predicts_like_reencoding_per_choice(method, backbone_dir, d
             torch.testing.assert_close(choice_scores(model, batch), choice_scores(model, batch, fused=False),
                                        rtol=1e-6, atol=1e-5)
             checked += len(fast)
-        with torch.no_grad():  # the scores themselves agree, not only their arg-max
-            encoded = model.encode(**model_inputs(batch))
-            assert encoded.hidden_states.shape[0] == len(batch["num_choices"])
-            repeated = {k: v.index_select(0, batch["choice_owner"]) for k, v in model_inputs(batch).items()}
-            logits = model(**repeated, decoder_input_ids=model._shift_right(batch["choice_ids"])).logits
-            naive_scores = _choice_scores(logits, batch["choice_ids"], batch["choice_mask"])
-            states = encoded.hidden_states.index_select(0, batch["choice_owner"])
-            logits = model(encoder_outputs=BaseModelOutput(last_hidden_state=states),
-                           attention_mask=encoded.attention_mask.index_select(0, batch["choice_owner"]),
-                           decoder_input_ids=model._shift_right(batch["choice_ids"])).logits
-            assert torch.allclose(_choice_scores(logits, batch["choice_ids"], batch["choice_mask"]), naive_scores,
-                                  atol=1e-4, rtol=1e-5)
+            # the scores themselves agree, not only their arg-max
+            torch.testing.assert_close(choice_scores(model, batch), choice_scores_reencoding(model, batch),
+                                       rtol=1e-5, atol=1e-4)
+        with torch.no_grad():  # encoded once per example, not per choice
+            assert model.encode(**model_inputs(batch)).hidden_states.shape[0] == len(batch["num_choices"])
     assert checked == 48

@@ -17,7 +17,7 @@ from zemi.data.collate import Collator
 from zemi.data.processing import Featurizer, MaxLengths, TextRules
 from zemi.modeling_t5 import T5WithOwnLMHead
 from zemi.run.evaluation import main as evaluate_main
-from zemi.run.evaluation import rank_choices_reencoding
+from zemi.run.objectives import rank_choices_reencoding
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 

@@ -1,6 +1,7 @@
 """Training killed with SIGKILL at several points resumes to the same run: the same final weights, the same loss log
 (no step missing, none twice), the same results.csv and the same evaluation numbers as a run never interrupted; and
-right after each kill, every checkpoint under a real name is complete (a crash mid-write leaves only a temporary)."""
+right after each kill, every checkpoint under a real name is complete (a crash mid-write leaves only a temporary).
+An evaluation killed between two templates resumes to the results of one never interrupted."""
 
 from __future__ import annotations
 
@@ -14,7 +15,7 @@ from safetensors import safe_open
 from safetensors.torch import load_file
 
 from tests.helpers import (STEPS_PER_EPOCH, common_flags, final_weights, method_flags, read_csv, run_module,
-                           subprocess_env)
+                           subprocess_env, write_run_dir)
 from zemi import eval_original_task_only_xattn
 
 pytestmark = pytest.mark.usefixtures("one_thread")  # tiny models: one thread is fastest
@@ -104,3 +105,30 @@ def test_a_run_killed_and_resumed_equals_an_uninterrupted_one(kill_point, refere
     assert read_csv(run_dir / "results.csv") == read_csv(reference["run"] / "results.csv")
     assert not list(run_dir.glob(".*tmp*")) and not list((run_dir / "checkpoints").glob(".*"))
     assert evaluate(run_dir, data_root, tmp_path / "eval") == reference["evaluation"]
+
+
+@pytest.mark.e2e
+def test_an_evaluation_killed_between_templates_resumes_to_the_results_of_an_uninterrupted_one(
+        tmp_path, backbone_dir, data_root):
+    run_dir = write_run_dir(tmp_path / "run", backbone_dir, steps=(1, 2))
+    paths = [str(p) for task in ("fruit_taste", "weather_effect") for p in sorted((data_root / task).iterdir())]
+
+    def args(output_dir: Path) -> list[str]:
+        return ["--processed_dataset_paths", *paths, "--model_name_or_path", str(run_dir), "--output_dir",
+                str(output_dir), "--per_device_eval_batch_size", "5", "--max_length", "48", "--target_max_length", "8"]
+
+    killed = run_module("zemi.evaluate", args(tmp_path / "eval"), env=subprocess_env(ZEMI_CRASH_AT="evaluation_row:3"))
+    assert killed.returncode == -signal.SIGKILL, killed.stderr[-2000:]
+    written = json.loads((tmp_path / "eval" / "results.json").read_text())["results"]
+    assert len(written) == 3
+    kept = {row["predictions"]: (tmp_path / "eval" / row["predictions"]).stat().st_mtime_ns for row in written}
+
+    resumed = run_module("zemi.evaluate", args(tmp_path / "eval"))
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    eval_original_task_only_xattn.main(args(tmp_path / "fresh"))
+    got, expected = (json.loads((tmp_path / name / "results.json").read_text()) for name in ("eval", "fresh"))
+    assert got == expected and len(got["results"]) == 8
+    assert {name: (tmp_path / "eval" / name).stat().st_mtime_ns for name in kept} == kept  # resumed, not redone
+    for row in expected["results"]:
+        name = row["predictions"]
+        assert (tmp_path / "eval" / name).read_text() == (tmp_path / "fresh" / name).read_text()

@@ -15,7 +15,7 @@ from tests.helpers import run_module
 from zemi.data.collate import Collator
 from zemi.data.mixture import load_eval_templates
 from zemi.data.processing import Featurizer, MaxLengths, TextRules
-from zemi.run.evaluation import rank_choices, rank_choices_reencoding
+from zemi.run.objectives import rank_choices, rank_choices_reencoding
 from zemi.modeling_t5 import build_model
 
 

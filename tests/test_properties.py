@@ -9,14 +9,13 @@ import torch
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from transformers import AutoTokenizer
-from transformers.modeling_outputs import BaseModelOutput
 
 from tests.helpers import tiny_perceiver_config, tiny_t5_config
 from tests.fixture_data import ANIMALS, COLORS, FILLER
 from zemi.data.collate import LABEL_PAD, Collator
 from zemi.data.processing import NO_DOCUMENT, Featurizer, MaxLengths, TextRules, build_texts, fold_documents
-from zemi.run.evaluation import _choice_scores, rank_choices
-from zemi.modeling_t5 import model_from_config, model_inputs
+from zemi.run.objectives import choice_scores, rank_choices
+from zemi.modeling_t5 import model_from_config
 
 pytestmark = pytest.mark.usefixtures("one_thread")  # tiny models: one thread is fastest
 
@@ -197,17 +196,6 @@ scored_example = st.fixed_dictionaries({
     "target": st.just(0),
     "gold_in_choices": st.just(True),
 })
-
-
-@torch.no_grad()
-def choice_scores(model, batch: dict[str, torch.Tensor]) -> torch.Tensor:
-    """Every choice's summed log-probability: what rank_choices takes the arg-max of."""
-    encoded = model.encode(**model_inputs(batch))
-    owner = batch["choice_owner"]
-    logits = model(encoder_outputs=BaseModelOutput(last_hidden_state=encoded.hidden_states.index_select(0, owner)),
-                   attention_mask=encoded.attention_mask.index_select(0, owner),
-                   decoder_input_ids=model._shift_right(batch["choice_ids"]), use_cache=False).logits
-    return _choice_scores(logits, batch["choice_ids"], batch["choice_mask"])
 
 
 def collator_for(architecture: str) -> Collator:

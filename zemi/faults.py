@@ -3,7 +3,7 @@ itself with SIGKILL the n-th time it reaches `crash_point(<point>)`. Without the
 
 Points: "step" (an optimizer step just finished), "state_write" (training state written to its temporary
 directory, not yet renamed), "checkpoint_write" (a step_N checkpoint written, not yet renamed), "validation"
-(inside the per-epoch validation loop).
+(inside the per-epoch validation loop), "evaluation_row" (an evaluation row and its predictions file written).
 """
 
 from __future__ import annotations

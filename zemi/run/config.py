@@ -196,7 +196,10 @@ class EvalConfig:
     parallelize: bool = option(False, "Ignored (model parallelism of old transformers)")
     config_name: str | None = option(None, "Not supported: the model's config comes from the run directory")
     filter_dataset: bool = option(False, "Not supported: needs the authors' private task list", "-ftd")
-    error_analysis_dir: str | None = option(None, "Not supported: per-example predictions are not written")
+    error_analysis_dir: str | None = option(
+        None, "Also write the authors' error-analysis files: DIR/<output_dir's name>/step_N/<task>__<template>/"
+        "prediction_target_indices.json and a link `dataset` to the template's validation split (every example's "
+        "scores are always in <output_dir>/predictions/)")
     eval_average: bool = option(False, "Not supported: evaluates one concatenation of all templates")
     calibrate: bool = option(False, "Not supported: the authors' calibration needs their private template table")
 
@@ -205,8 +208,6 @@ class EvalConfig:
             "config_name": "the model's config comes from the run directory (its args.json and checkpoints)",
             "filter_dataset": "it needs the authors' private P3 task list; the 30aug data holds original-task "
                               "templates only",
-            "error_analysis_dir": "per-example predictions are not written; results.json has every template's "
-                                  "accuracy",
             "eval_average": "the accuracy of a task's templates concatenated is not written; it equals the mean over "
                             "the task's templates (same examples in each) that zemi.report computes",
             "calibrate": "the authors' calibration (caliberation.py) needs their private template table and is not "

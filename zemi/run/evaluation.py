@@ -1,130 +1,58 @@
-"""Zero-shot rank classification (the T0 protocol), implemented once for every model.
-
-Each answer choice is scored by the sum of its tokens' log-probabilities (EOS included, no length normalisation)
-and the best-scoring choice is the prediction. The input and its documents are encoded once per example; all
-choices of a batch are decoded in one pass against copies of their example's encoder states, and only the choice
-tokens' log-probabilities are computed (never the (choices, tokens, vocabulary) logits).
+"""The zero-shot evaluation sweep (the T0 protocol): for a run directory's checkpoints, or a plain T5, and the given
+template directories, the rank-classification accuracy of every (step, template) in results.json, with every
+example's prediction beside it. The scoring itself is `zemi.run.objectives`; the files `zemi.run.results_files`.
 """
 
 from __future__ import annotations
 
 import json
 import logging
+import os
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Sequence
+from typing import Any, Sequence
 
 import torch
 from accelerate import Accelerator
+from huggingface_hub import try_to_load_from_cache
 from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
-from transformers import AutoTokenizer, DynamicCache, EncoderDecoderCache, T5Config
+from transformers import AutoTokenizer, T5Config
 
 from zemi.data.collate import Collator
 from zemi.data.mixture import DataError, EvalTemplate, scan_eval_templates
 from zemi.data.processing import Featurizer, MaxLengths
 from zemi.data.tokenized import tokenize
 from zemi.errors import ConfigError, MissingInputError
-from zemi.io import write_csv_atomic, write_json_atomic
+from zemi.faults import crash_point
+from zemi.io import step_of
 from zemi.models.checkpoint_files import CheckpointReadError, check_weights_fit, checkpoint_shapes
-from zemi.models.modeling_t5 import T5WithOwnLMHead, model_inputs
+from zemi.models.modeling_t5 import T5WithOwnLMHead
 from zemi.run.cli import setup_logging
 from zemi.run.config import EvalConfig, parse_config
 from zemi.run.method import Method, collator_for
+from zemi.run.objectives import choice_scores, choice_table
 from zemi.run.presets import PAPER
+from zemi.run.results_files import (
+    Sweep,
+    TemplatePredictions,
+    data_fingerprint,
+    files_fingerprint,
+    predictions_path,
+    read_predictions,
+    reusable_rows,
+    template_key,
+    write_error_analysis,
+    write_predictions,
+    write_results,
+)
 from zemi.run.run_directory import RunDirectory
 from zemi.run.tracking import end_tracking, log_metrics, make_accelerator, start_tracking
 
 logger = logging.getLogger(__name__)
 
-# Elements of one (choice tokens, vocabulary slice) block of logits in the fused head: bounds its memory.
-FUSED_BLOCK_ELEMENTS = 2**22
-
-
-def _choice_scores(logits: torch.Tensor, choice_ids: torch.Tensor, choice_mask: torch.Tensor) -> torch.Tensor:
-    """The reference head: log-softmax over the whole vocabulary at every position, then the choice tokens'."""
-    log_probs = logits.float().log_softmax(-1).gather(-1, choice_ids.unsqueeze(-1)).squeeze(-1)  # (N, T)
-    return (log_probs * choice_mask).sum(-1)  # (N,)
-
-
-def fused_choice_scores(hidden: torch.Tensor, lm_head: torch.Tensor, choice_ids: torch.Tensor,
-                        choice_mask: torch.Tensor, *, block_elements: int = FUSED_BLOCK_ELEMENTS) -> torch.Tensor:
-    """`_choice_scores(hidden @ lm_head.T, ...)` without the (N, T, V) logits: only the real (unpadded) choice
-    tokens are scored, against vocabulary slices of at most `block_elements` logits at a time; each slice gives
-    its share of the log-softmax normaliser (a logsumexp) and the logits of the targets that fall in it."""
-    keep = choice_mask.bool()
-    states, targets = hidden[keep], choice_ids[keep]  # (K, D), (K,): the choice tokens only
-    width = max(1, block_elements // max(len(states), 1))
-    chosen = states.new_zeros(len(states), dtype=torch.float32)  # (K,)
-    normalisers = []
-    for start in range(0, lm_head.shape[0], width):
-        logits = (states @ lm_head[start:start + width].T).float()  # (K, width)
-        normalisers.append(logits.logsumexp(-1))
-        inside = (targets >= start) & (targets < start + width)
-        chosen[inside] = logits[inside, targets[inside] - start]
-    token_scores = chosen - torch.stack(normalisers, -1).logsumexp(-1)  # (K,)
-    owner = torch.arange(len(choice_ids), device=hidden.device).unsqueeze(1).expand_as(choice_ids)[keep]
-    return token_scores.new_zeros(len(choice_ids)).index_add_(0, owner, token_scores)  # (N,)
-
-
-def _best_choice(scores: torch.Tensor, owner: torch.Tensor, num_choices: torch.Tensor) -> torch.Tensor:
-    """Arg-max over each example's own choices (the first one on ties, like torch.argmax)."""
-    position = torch.arange(len(owner), device=owner.device) - (torch.cumsum(num_choices, 0) - num_choices)[owner]
-    table = scores.new_full((len(num_choices), int(num_choices.max())), float("-inf"))
-    table[owner, position] = scores
-    return table.argmax(-1)
-
-
-def cross_attention_cache(model, states: torch.Tensor, owner: torch.Tensor) -> EncoderDecoderCache:
-    """Every decoder layer's cross-attention keys and values, projected once per example and shared by its choices
-    (the decoder would otherwise project the same encoder states again for every answer choice)."""
-    cross = DynamicCache(config=model.decoder.config)
-    for index, block in enumerate(model.decoder.block):
-        attention = block.layer[1].EncDecAttention
-        shape = (*states.shape[:-1], -1, attention.key_value_proj_dim)
-        keys = attention.k(states).view(shape).transpose(1, 2)  # (B, heads, S, d_kv)
-        values = attention.v(states).view(shape).transpose(1, 2)
-        cross.update(keys.index_select(0, owner), values.index_select(0, owner), index)
-    return EncoderDecoderCache(DynamicCache(config=model.decoder.config), cross)
-
-
-@torch.no_grad()
-def choice_scores(model, batch: dict[str, torch.Tensor], *, fused: bool = True) -> torch.Tensor:
-    """Summed log-probability of every answer choice (N,): each example encoded once, all its choices decoded
-    together; `fused=False` computes the full-vocabulary logits first (the reference head)."""
-    encoded = model.encode(**model_inputs(batch))
-    owner = batch["choice_owner"]
-    states = encoded.hidden_states.index_select(0, owner)  # (N, S, D)
-    decoded = model.decoder(
-        input_ids=model._shift_right(batch["choice_ids"]),
-        encoder_hidden_states=states,
-        encoder_attention_mask=encoded.attention_mask.index_select(0, owner),
-        past_key_values=cross_attention_cache(model, encoded.hidden_states, owner),
-        use_cache=True,
-    ).last_hidden_state  # (N, T, D)
-    if model.config.scale_decoder_outputs:  # tied embeddings (original T5), as T5ForConditionalGeneration does
-        decoded = decoded * model.model_dim**-0.5
-    if fused:
-        return fused_choice_scores(decoded, model.lm_head.weight, batch["choice_ids"], batch["choice_mask"])
-    return _choice_scores(model.lm_head(decoded), batch["choice_ids"], batch["choice_mask"])
-
-
-@torch.no_grad()
-def rank_choices(model, batch: dict[str, torch.Tensor], *, fused: bool = True) -> torch.Tensor:
-    """Predicted choice index per example: encode each example once, decode all its choices together."""
-    scores = choice_scores(model, batch, fused=fused)
-    return _best_choice(scores, batch["choice_owner"], batch["num_choices"])
-
-
-@torch.no_grad()
-def rank_choices_reencoding(model, batch: dict[str, torch.Tensor]) -> torch.Tensor:
-    """The authors' computation: the full model runs once per (example, choice), re-encoding input and documents,
-    and scores the full-vocabulary logits. Kept as the reference for tests and for the benchmark's reference mode."""
-    owner = batch["choice_owner"]
-    repeated = {name: value.index_select(0, owner) for name, value in model_inputs(batch).items()}
-    logits = model(**repeated, decoder_input_ids=model._shift_right(batch["choice_ids"]), use_cache=False).logits
-    return _best_choice(_choice_scores(logits, batch["choice_ids"], batch["choice_mask"]), owner, batch["num_choices"])
+DEBUG_EXAMPLES = 100  # --debug evaluates each template's first rows only
 
 
 @dataclass
@@ -135,14 +63,6 @@ class TemplateScore:
     num_examples: int
     gold_not_in_choices: int  # scored against choice 0, as the original does
     chance: float  # accuracy of guessing: the mean over the examples of 1 / their number of answer choices
-
-
-def accuracy_of(predictions: torch.Tensor, targets: torch.Tensor) -> float:
-    return int((predictions == targets).sum()) / len(targets) if len(targets) else float("nan")
-
-
-# ---------------------------------------------------------------------------------------------------------------
-# Evaluating checkpoints on template directories (the entry points eval_original_task_only[_xattn]).
 
 
 def model_kind(model_name_or_path: str) -> str:
@@ -245,6 +165,58 @@ class EvalSource:
             raise MissingInputError(f"--model_name_or_path {self.location}: neither a local directory nor a model "
                                     f"that from_pretrained can load ({err})") from None
 
+    @property
+    def input_eos(self) -> bool:
+        return bool(self.run and self.run.args.get("input_eos"))
+
+    @property
+    def model_id(self) -> str:
+        if self.run:
+            return str(self.run.path.resolve())
+        return self.name if self.kind == "hub" else str(Path(self.location).resolve().parent / self.name)
+
+    def settings(self, config: EvalConfig, mixed_precision: str) -> dict[str, Any]:
+        """Everything that can change a score or what is averaged, as one flat object, so that two evaluations
+        compare key by key: the model, its text rules and lengths (null where the method has no use for them), the
+        template directories, precision and padding. Not where files go, trackers, process counts, --strict (it
+        fails or scores alike), nor the batch size: scores do not depend on it (tests/test_batch_independence.py)
+        unless documents are padded per batch."""
+        rules, padding = self.method.rules, getattr(config, "document_padding", None)
+        settings = {
+            "model": self.model_id, "architecture": self.method.architecture,
+            "tokenizer": _absolute_if_local(self.tokenizer_source),
+            "processed_dataset_paths": sorted(template_key(path) for path in config.processed_dataset_paths),
+            "max_length": self.lengths.input, "aug_max_length": self.lengths.document if rules.num_documents else None,
+            "target_max_length": self.lengths.target,
+            "num_documents": rules.num_documents, "documents_read": rules.documents_read,
+            "fit_aug_num": rules.fit_aug_num, "concat_aug_num": rules.concat_aug_num,
+            "concat_input_at_augmentation": rules.concat_input_at_augmentation, "input_eos": self.input_eos,
+            "mixed_precision": mixed_precision, "pad_to_max_length": config.pad_to_max_length,
+            "document_padding": padding, "debug": config.debug,
+        }
+        if padding == "longest":  # a document's padding, which Zemi's resampler reads, then depends on its batch
+            settings["per_device_eval_batch_size"] = config.per_device_eval_batch_size
+        if self.method.perceiver_config is not None:
+            settings.update({f"fusion.{name}": value for name, value in self.method.perceiver_config.to_dict().items()})
+        return settings
+
+    def fingerprint(self, checkpoint: Path | None) -> str:
+        """Identifies the weights a row was computed from (`results_files.files_fingerprint`); a hub model by its
+        name and the revision in the local cache, when there is one."""
+        if checkpoint is not None:
+            return files_fingerprint(checkpoint)
+        if self.kind == "t5":
+            return files_fingerprint(Path(self.location))
+        cached = try_to_load_from_cache(self.location, "config.json")
+        return f"{self.location}@{Path(cached).parent.name}" if isinstance(cached, str) else self.location
+
+    def checkpoint_name(self, step: int, checkpoint: Path | None, config: EvalConfig) -> str:
+        """The checkpoint as the authors' --error_analysis_dir layout names it: its `step_N` entry; a plain T5,
+        which their baseline script evaluates once, as `step_<--step_num>` (step_-1 by default), as they did."""
+        if checkpoint is not None and step_of(checkpoint) is not None:
+            return checkpoint.name
+        return f"step_{step}" if self.run else f"step_{config.saved_model_step}"
+
 
 def _expected_t5(path: Path) -> T5WithOwnLMHead:
     """A plain T5 of the directory's config, without weights: what its weight file must match."""
@@ -260,40 +232,64 @@ class GoldNotInChoicesError(ConfigError):
     """--strict: a gold target that is not among its example's answer choices."""
 
 
+@dataclass
+class IndexedCollator:
+    """The collator's batch plus each example's row of the template's validation split, which the predictions
+    file is written by: evaluation batches the examples longest first."""
+
+    collator: Collator
+
+    def __call__(self, features: list[dict[str, Any]]) -> dict[str, torch.Tensor]:
+        return {**self.collator(features), "index": torch.tensor([f["index"] for f in features])}
+
+
 def evaluate_template(model, template: EvalTemplate, featurizer: Featurizer, collator: Collator,
-                      accelerator: Accelerator, config: EvalConfig, cache_dir: Path) -> TemplateScore:
-    """Accuracy of rank classification on one template directory's validation split."""
+                      accelerator: Accelerator, config: EvalConfig, cache_dir: Path,
+                      ) -> tuple[TemplateScore, TemplatePredictions]:
+    """Rank classification of every example of one template directory's validation split, gathered from all
+    processes (each example once), in row order."""
     data = tokenize(template.dataset, featurizer.eval_features, cache_dir, num_proc=config.num_proc)
     if config.debug:
-        data = data.select(range(min(100, len(data))))
+        data = data.select(range(min(DEBUG_EXAMPLES, len(data))))
     if config.strict and not all(data["gold_in_choices"]):
         rows = [i for i, ok in enumerate(data["gold_in_choices"]) if not ok]
         raise GoldNotInChoicesError(f"{template.path} [validation]: {len(rows)} rows {rows[:20]}: the gold target "
                                     "(targets_pretokenized, stripped) is not among answer_choices (drop --strict to "
                                     "score them against choice 0, as the original does)")
+    data = data.add_column("index", list(range(len(data))))
     # Longest first: similar lengths share a batch (less padding), and memory peaks at once, not at the end.
     lengths = data["length"]
     order = sorted(range(len(data)), key=lambda i: -lengths[i])
     loader = accelerator.prepare(DataLoader(data.select(order), batch_size=config.per_device_eval_batch_size,
-                                            collate_fn=collator))
-    gathered: tuple[list[torch.Tensor], ...] = ([], [], [], [])
+                                            collate_fn=IndexedCollator(collator)))
+    columns: dict[str, list] = {"index": [], "gold": [], "gold_in_choices": [], "predicted": [], "scores": []}
     batches = tqdm(loader, desc=f"{template.task}/{template.name}", unit="batch", leave=False,
                    disable=not accelerator.is_local_main_process)
     for batch in batches:
         with accelerator.autocast():
-            predicted = rank_choices(model, batch)
-        values = accelerator.gather_for_metrics((predicted, batch["target"], batch["gold_in_choices"],
-                                                 batch["num_choices"]))
-        for store, value in zip(gathered, values):
-            store.append(value.cpu())
-    predictions, targets, gold_in, num_choices = (torch.cat(x) if x else torch.zeros(0) for x in gathered)
-    missing = int((~gold_in.bool()).sum())
+            scores = choice_scores(model, batch)
+        table = choice_table(scores, batch["choice_owner"], batch["num_choices"])  # (B, most choices), -inf after
+        predicted = table.argmax(-1)
+        table = accelerator.pad_across_processes(table, dim=1, pad_index=float("-inf"))  # processes' widths may differ
+        gathered = accelerator.gather_for_metrics((batch["index"], batch["target"], batch["gold_in_choices"],
+                                                   predicted, batch["num_choices"], table))
+        index, gold, gold_in, predicted, num_choices, table = (value.cpu() for value in gathered)
+        for name, value in zip(columns, (index, gold, gold_in, predicted)):
+            columns[name] += value.tolist()
+        columns["scores"] += [row[:count].tolist() for row, count in zip(table, num_choices.tolist())]
+    by_row = sorted(range(len(columns["index"])), key=columns["index"].__getitem__)
+    predictions = TemplatePredictions(**{name: [values[i] for i in by_row] for name, values in columns.items()})
+    if predictions.index != list(range(len(data))):
+        raise RuntimeError(f"{template.path}: gathered {len(by_row)} predictions, not one for each of the "
+                           f"{len(data)} examples")
+    missing = predictions.gold_in_choices.count(False)
     if missing:
         logger.warning("%s: %d gold targets are not among their answer choices; scored against choice 0 (as the "
                        "original does)", template.path, missing)
-    chance = float((1 / num_choices.double()).mean()) if len(num_choices) else float("nan")
-    return TemplateScore(template.task, template.name, accuracy_of(predictions, targets), len(targets), missing,
-                         chance)
+    count = len(predictions.index)
+    chance = sum(1 / len(choices) for choices in predictions.scores) / count if count else float("nan")
+    score = TemplateScore(template.task, template.name, predictions.accuracy(), count, missing, chance)
+    return score, predictions
 
 
 def run_evaluation(config: EvalConfig) -> Path:
@@ -307,18 +303,30 @@ def run_evaluation(config: EvalConfig) -> Path:
     if not templates:
         reasons = "; ".join(f"{t.path}: {t.reason}" for t in skipped_templates)
         raise DataError(f"none of {config.processed_dataset_paths} is an evaluable template directory ({reasons})")
+    check_file_names(templates)
+    settings = source.settings(config, accelerator.mixed_precision)
+    sweep = Sweep({step: source.fingerprint(checkpoint) for step, checkpoint in checkpoints},
+                  {step: str(checkpoint or source.location) for step, checkpoint in checkpoints},
+                  {template_key(t.path): data_fingerprint(t.dataset) for t in templates})
+    rows = reusable_rows(output_dir, settings, sweep)
     tokenizer = load_tokenizer(source.tokenizer_source)
-    featurizer = Featurizer(tokenizer, source.method.rules, source.lengths,
-                            input_eos=bool(source.run and source.run.args.get("input_eos")))
+    featurizer = Featurizer(tokenizer, source.method.rules, source.lengths, input_eos=source.input_eos)
     collator = collator_for(source.method, source.lengths, tokenizer.pad_token_id,
                             pad_to_max_length=config.pad_to_max_length)
     cache_dir = Path(config.cache_dir or output_dir / "tokenized_cache")
-    rows = _previous_rows(output_dir / "results.json", source)
-    done = {(row["step"], row["template_path"]) for row in rows}
+    done = {(row["step"], template_key(row["template_path"])) for row in rows}
     skipped = {"templates": [{"path": str(t.path), "reason": t.reason} for t in skipped_templates], "checkpoints": []}
-    start_tracking(accelerator, {"model": _model_id(source), "method": source.name,
-                                 "architecture": source.method.architecture, **asdict(config)})
-    todo = {step: [t for t in templates if (step, str(t.path)) not in done] for step, _ in checkpoints}
+    summary = {"model": source.model_id, "method": source.name, "architecture": source.method.architecture,
+               "seed": source.run.args.get("seed") if source.run else None}
+    start_tracking(accelerator, {**asdict(config), **summary, **settings})
+    summary["settings"] = settings
+
+    def write() -> None:
+        if accelerator.is_main_process:
+            write_results(output_dir, {**summary, "skipped_templates": skipped["templates"],
+                                       "skipped_checkpoints": skipped["checkpoints"]}, rows)
+
+    todo = {step: [t for t in templates if (step, template_key(t.path)) not in done] for step, _ in checkpoints}
     progress = tqdm(total=sum(map(len, todo.values())), desc="evaluating", unit="template",
                     disable=not accelerator.is_local_main_process)
     for step, checkpoint in checkpoints:
@@ -331,26 +339,62 @@ def run_evaluation(config: EvalConfig) -> Path:
         model.to(accelerator.device).eval()
         for template in todo[step]:
             start = time.perf_counter()
-            score = evaluate_template(model, template, featurizer, collator, accelerator, config, cache_dir)
-            rows.append({"step": step, "template_path": str(template.path), **asdict(score)})
+            score, predictions = evaluate_template(model, template, featurizer, collator, accelerator, config,
+                                                   cache_dir)
+            relative = predictions_path(step, template.task, template.name)
+            if accelerator.is_main_process:  # the file first: a row in results.json always has its predictions
+                write_predictions(output_dir, relative, task=template.task, template=template.name,
+                                  template_path=str(template.path), step=step, predictions=predictions)
+            rows.append({"step": step, "template_path": str(template.path), **asdict(score), "predictions": relative,
+                         "checkpoint_fingerprint": sweep.checkpoints[step],
+                         "data_fingerprint": sweep.templates[template_key(template.path)]})
+            write()
+            crash_point("evaluation_row")
             rate = score.num_examples / (time.perf_counter() - start)
             progress.set_postfix(step=step, template=f"{score.task}/{score.template}", examples_per_s=f"{rate:.1f}")
             progress.update()
             logger.info("step %s %s/%s: accuracy %.4f (chance %.4f, %d examples, %.1f examples/s)", step, score.task,
                         score.template, score.accuracy, score.chance, score.num_examples, rate)
         log_metrics(accelerator, tracked_scores([row for row in rows if row["step"] == step]), step)
-        if accelerator.is_main_process:
-            _write_results(output_dir, source, rows, skipped)
         del model
     progress.close()
     if not rows:
         raise CheckpointReadError(f"no checkpoint of {config.model_name_or_path} could be read: "
                                   f"{[entry['error'] for entry in skipped['checkpoints']]}")
-    if accelerator.is_main_process:
-        _write_results(output_dir, source, rows, skipped)
+    write()
+    if config.error_analysis_dir and accelerator.is_main_process:
+        write_authors_error_analysis(Path(config.error_analysis_dir), output_dir, source, config, checkpoints,
+                                     templates, rows)
     accelerator.wait_for_everyone()
     end_tracking(accelerator)
     return output_dir
+
+
+def check_file_names(templates: list[EvalTemplate]) -> None:
+    """Each template's predictions file is named `<task>__<template>`: two directories of one name would share it."""
+    seen: dict[tuple[str, str], Path] = {}
+    for template in templates:
+        other = seen.setdefault((template.task, template.name), template.path)
+        if template_key(other) != template_key(template.path):
+            raise ConfigError(f"--processed_dataset_paths names two templates {template.task}/{template.name}: "
+                              f"{other} and {template.path}; evaluate them into separate --output_dir")
+
+
+def write_authors_error_analysis(directory: Path, output_dir: Path, source: EvalSource, config: EvalConfig,
+                                 checkpoints: list[tuple[int, Path | None]], templates: list[EvalTemplate],
+                                 rows: list[dict]) -> None:
+    """--error_analysis_dir: every (checkpoint, template) of this sweep in the authors' layout, from the predictions
+    files (so that rows resumed from an earlier run are written too)."""
+    by_key = {(row["step"], template_key(row["template_path"])): row for row in rows}
+    for step, checkpoint in checkpoints:
+        for template in templates:
+            row = by_key.get((step, template_key(template.path)))
+            if row is None:  # a checkpoint the sweep skipped
+                continue
+            written = write_error_analysis(directory, output_dir, source.checkpoint_name(step, checkpoint, config),
+                                           template.task, template.name, template.dataset,
+                                           read_predictions(output_dir, row["predictions"]))
+            logger.info("error analysis: %s", written)
 
 
 def tracked_scores(rows: list[dict]) -> dict[str, float]:
@@ -388,26 +432,8 @@ def _load_or_skip(source: EvalSource, step: int, checkpoint: Path | None, config
         return None
 
 
-def _previous_rows(results_file: Path, source: EvalSource) -> list[dict]:
-    """Rows of an earlier, interrupted evaluation of the same model into the same directory."""
-    if not results_file.is_file():
-        return []
-    previous = json.loads(results_file.read_text())
-    return previous["results"] if previous.get("model") == _model_id(source) else []
-
-
-def _model_id(source: EvalSource) -> str:
-    if source.run:
-        return str(source.run.path.resolve())
-    return source.name if source.kind == "hub" else str(Path(source.location).resolve().parent / source.name)
-
-
-def _write_results(output_dir: Path, source: EvalSource, rows: list[dict], skipped: dict[str, list]) -> None:
-    output_dir.mkdir(parents=True, exist_ok=True)
-    write_json_atomic(output_dir / "results.json", {
-        "model": _model_id(source), "method": source.name, "architecture": source.method.architecture,
-        "results": rows, "skipped_templates": skipped["templates"], "skipped_checkpoints": skipped["checkpoints"]})
-    write_csv_atomic(output_dir / "results.csv", rows)
+def _absolute_if_local(name_or_path: str) -> str:
+    return os.path.abspath(name_or_path) if Path(name_or_path).exists() else name_or_path
 
 
 def main(argv: Sequence[str] | None = None) -> Path:

@@ -33,7 +33,8 @@ from zemi.retrieval.corpus import DOCUMENT_WORDS
 from zemi.retrieval.examples import QUERY_WORDS, field_query
 from zemi.retrieval.local_index import Document, LocalIndex
 from zemi.run.config import EvalConfig
-from zemi.run.evaluation import EvalSource, choice_scores, load_tokenizer
+from zemi.run.evaluation import EvalSource, load_tokenizer
+from zemi.run.objectives import choice_scores
 
 logger = logging.getLogger(__name__)
 
