@@ -23,6 +23,13 @@ logger = logging.getLogger(__name__)
 SCHEDULERS = ("linear", "cosine", "cosine_with_restarts", "polynomial", "constant", "constant_with_warmup")
 # adamw_hf: the update rule of transformers.AdamW (v4.19), which the authors trained with; adamw_torch: torch's AdamW
 OPTIMIZERS = ("adamw_hf", "adamw_torch")
+# How Zemi's document slots are padded: max_length (ours: to --aug_max_length, a score independent of the batch) or
+# longest (the authors': to the batch's longest document, which Zemi's resampler attends to)
+DOCUMENT_PADDING = ("max_length", "longest")
+DOCUMENT_PADDING_HELP = (
+    "Zemi's document slots: max_length pads them to --aug_max_length, so a score does not depend on the batch; "
+    "longest pads them to the batch's longest document, as the authors' collator does (their scores at batch 1, "
+    "batch-dependent above it: the resampler attends to padding). Other methods mask padding and are unaffected")
 
 
 def option(default: Any, help: str, *flags: str, **argparse_kwargs: Any):
@@ -51,6 +58,7 @@ class TrainConfig:
     target_max_length: int = option(PAPER.recipe["target_max_length"], "Target tokens", "-tl")
     input_eos: bool = option(False, "Append EOS to inputs and documents (T0 and Zemi do not)", "-ie")
     pad_to_max_length: bool = option(False, "Pad to the max lengths instead of the batch's longest", "-pml")
+    document_padding: str = option(DOCUMENT_PADDING[0], DOCUMENT_PADDING_HELP, choices=DOCUMENT_PADDING)
     num_proc: int = option(1, "Processes for tokenisation")
     debug: bool = option(False, "Use only the first 100 training and validation examples", "-db")
     cache_dir: str | None = option(None, "Tokenised-dataset cache (default: <output_dir>/tokenized_cache)")
@@ -178,7 +186,8 @@ class EvalConfig:
     lm_name: str | None = option(None, "Backbone (for config and tokenizer) when args.json does not say")
     strict: bool = option(False, "Fail on a gold target missing from its answer choices instead of scoring choice 0")
     pad_to_max_length: bool = option(False, "Pad inputs and documents to the max lengths instead of the batch's "
-                                     "longest (Zemi's documents always are: its resampler attends to padding)")
+                                     "longest (Zemi's documents are by default: --document_padding)")
+    document_padding: str = option(DOCUMENT_PADDING[0], DOCUMENT_PADDING_HELP, choices=DOCUMENT_PADDING)
     mixed_precision: str = option("no", "no (fp32), bf16 or fp16", choices=("no", "bf16", "fp16"))
     cache_dir: str | None = option(None, "Tokenised-dataset cache (default: <output_dir>/tokenized_cache)")
     num_proc: int = option(1, "Processes for tokenisation")

@@ -312,7 +312,7 @@ def run_evaluation(config: EvalConfig) -> Path:
     featurizer = Featurizer(tokenizer, source.method.rules, source.lengths,
                             input_eos=bool(source.run and source.run.args.get("input_eos")))
     collator = collator_for(source.method, source.lengths, tokenizer.pad_token_id,
-                            pad_to_max_length=config.pad_to_max_length)
+                            pad_to_max_length=config.pad_to_max_length, document_padding=config.document_padding)
     cache_dir = Path(config.cache_dir or output_dir / "tokenized_cache")
     rows = _previous_rows(output_dir / "results.json", source)
     done = {(row["step"], row["template_path"]) for row in rows}
