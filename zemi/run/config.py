@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Sequence
 
-from zemi.errors import ConfigError
+from zemi.errors import ConfigError, MissingInputError
 from zemi.run.presets import PAPER
 
 logger = logging.getLogger(__name__)
@@ -52,6 +52,9 @@ class TrainConfig:
     dataset_root_path: str = option(None, "The 30aug root holding <dataset_dir>/<template>/", "-dr", required=True)
     dataset_dir_names: list[str] = option((), "Training mixture dataset dirs", "-ddn", nargs="+")
     sample_n: int = option(PAPER.recipe["sample_n"], "Templates sampled per dataset (-1: all)", "-sample_n")
+    templates_from: str | None = option(
+        None, "A run's dataset_mixture_config.json (ours or the authors'): train on the template dirs its sampled_list "
+        "records, found under --dataset_root_path, instead of drawing --sample_n per dataset")
     num_shots: int | None = option(None, "Training examples kept per template (few-shot)", "-ns")
     max_length: int = option(PAPER.recipe["max_length"], "Input tokens", "-il")
     aug_max_length: int = option(PAPER.recipe["aug_max_length"], "Tokens per document")
@@ -138,6 +141,9 @@ class TrainConfig:
             raise ConfigError("--lm_name (or --model_name_or_path) is required: the backbone T5, e.g. google/t5-base-lm-adapt")
         if not self.dataset_dir_names:
             raise ConfigError("--dataset_dir_names is required: the training mixture's dataset dirs")
+        if self.templates_from is not None and not Path(self.templates_from).is_file():
+            raise MissingInputError(f"--templates_from {self.templates_from}: no such file (a run's "
+                                    "dataset_mixture_config.json)")
         if self.sample_n == 0 or self.sample_n < -1:
             raise ConfigError(f"--sample_n must be -1 (all templates) or a positive number, got {self.sample_n}")
         if not 0 <= self.warmup_ratio <= 1:

@@ -104,7 +104,8 @@ class Trainer:
         config, accelerator = self.config, self.accelerator
         mixture = load_training_mixture(config.dataset_root_path, config.dataset_dir_names, config.sample_n,
                                         seed=config.seed, num_shots=config.num_shots,
-                                        documents_read=self.method.rules.documents_read)
+                                        documents_read=self.method.rules.documents_read,
+                                        templates_from=config.templates_from)
         self.num_templates = len(mixture.template_dirs)
         if accelerator.is_main_process:
             write_json_atomic(self.output_dir / "dataset_mixture_config.json", {
