@@ -14,7 +14,7 @@ from datasets import load_from_disk
 
 from zemi.data import build, shuffle
 from zemi.data.mixture import list_entries
-from zemi.data.tasks import BUILTIN_TASKS, template_dir_name
+from zemi.data.tasks import BUILTIN_TASKS, load_templates, template_dir_name
 from zemi.errors import ConfigError
 from zemi.retrieval.corpus import C4_TRAIN_DOCUMENTS, cut_words, documents_for_fraction
 from zemi.retrieval.examples import field_query
@@ -25,6 +25,7 @@ pytestmark = pytest.mark.unit
 
 REPO = Path(__file__).resolve().parents[1]
 RETRIEVAL_DOC = REPO / "docs" / "retrieval.md"
+FIDELITY_DOC = REPO / "docs" / "fidelity.md"
 README = REPO / "README.md"
 PAPER_DATA = PAPER.data.replace("{data_root}", "data")
 DEMO_DATA = DEMO.data.replace("{output}", DEMO.output.replace("{repo}/", ""))
@@ -43,6 +44,16 @@ def test_directory_name_examples_are_what_the_builder_writes():
     assert len(examples) >= 2
     for template, task, directory in examples:
         assert template_dir_name(BUILTIN_TASKS[task], template) == directory
+
+
+def test_every_template_dir_named_in_the_docs_is_one_the_builder_writes():
+    written = {template_dir_name(task, template.name) for task in BUILTIN_TASKS.values()
+               for template in load_templates(task)}
+    named = [span for doc_path in (RETRIEVAL_DOC, FIDELITY_DOC) for span in re.findall(r"`([^`\n]+)`",
+                                                                                     doc_path.read_text())
+             if span.startswith(tuple(f"{name}_" for name in BUILTIN_TASKS)) and not set("< ") & set(span)]
+    assert len(named) >= 3
+    assert set(named) <= written, sorted(set(named) - written)
 
 
 def test_word_cut_example_is_the_cut_of_documents_and_queries():
@@ -94,9 +105,9 @@ def documents_by_row(root: Path) -> dict[tuple[str, str, str, int], str]:
 
 
 def test_the_documented_ablation_commands_apply_the_authors_rule(data_root, tmp_path):
-    """Each documented command, run on a 30aug root, writes what `zemi.data.shuffle.shuffle_root` writes (whose draws
-    tests/test_ablations.py replays against the authors' script): no row keeps its own documents, and cross-task
-    rows never read their own task's."""
+    """Each documented command, run on a 30aug root, applies the authors' rule (`zemi.data.shuffle`, whose draws
+    tests/test_ablations.py replays against their script): no row keeps its own documents, and cross-task rows read
+    another task's."""
     commands = documented_shuffle_commands()
     modes = {argv[argv.index("--mode") + 1] for argv in commands}
     assert modes == set(shuffle.MODES)
@@ -108,10 +119,8 @@ def test_the_documented_ablation_commands_apply_the_authors_rule(data_root, tmp_
         argv = [str(data_root) if arg == "ROOT/30aug" else
                 str(tmp_path / arg.removeprefix("ROOT/")) if arg.startswith("ROOT/") else arg for arg in argv]
         mode = argv[argv.index("--mode") + 1]
-        written = shuffle.main(argv)
-        expected = shuffle.shuffle_root(data_root, tmp_path / f"expected_{mode}", mode=mode, seed=42)
-        shuffled = documents_by_row(written)
-        assert shuffled == documents_by_row(expected)
+        shuffled = documents_by_row(shuffle.main(argv))
+        assert shuffled.keys() == original.keys()
         for key, docs in shuffled.items():
             task = key[0]
             unique = sum(other == original[key] for k, other in original.items() if k[:3] == key[:3]) == 1
