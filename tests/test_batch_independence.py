@@ -10,9 +10,10 @@ import pytest
 import torch
 from transformers import AutoTokenizer
 
-from tests.helpers import tiny_perceiver_config
+from tests.helpers import logged, tiny_perceiver_config
 from zemi.data.mixture import load_eval_templates
 from zemi.data.processing import Featurizer, MaxLengths
+from zemi.errors import ConfigError
 from zemi.modeling_t5 import T5ForConditionalGenerationMultiAug, build_model
 from zemi.run.method import Method, collator_for
 from zemi.run.objectives import choice_scores, loss_on, rank_choices
@@ -90,3 +91,47 @@ def test_documents_of_one_batch_have_several_lengths(examples):
     _, _, rows = examples["zemi"]
     lengths = {len(doc) for row in rows for doc in row["aug_input_ids"]}
     assert len(lengths) > 3 and max(lengths) <= LENGTHS.document
+
+
+# --- --document_padding longest: the authors' Zemi padding --------------------------------------------------------
+
+
+def authors_document_padding(batch_rows: list[dict]) -> int:
+    """The authors' DataCollatorForMultipleChoiceXattn: every document of the batch is padded to the batch's
+    longest one (`max(len(item) for feature in features for item in feature['aug_input_ids'])`), no multiple."""
+    return max(len(document) for row in batch_rows for document in row["aug_input_ids"])
+
+
+@pytest.mark.parametrize("pad_to_multiple_of", [None, 8])
+def test_longest_pads_a_batch_of_one_to_its_own_longest_document(examples, pad_to_multiple_of):
+    _, default_collator, rows = examples["zemi"]
+    method = Method.from_args(METHODS["zemi"], perceiver_config=tiny_perceiver_config())
+    with logged("zemi.run.method") as warnings:
+        longest = collator_for(method, LENGTHS, 0, document_padding="longest", pad_to_multiple_of=pad_to_multiple_of)
+    assert any("longest" in message and "batch" in message for message in warnings)
+    shorter = 0
+    for row in rows:
+        own = authors_document_padding([row])
+        theirs, ours = longest([dict(row)]), default_collator([dict(row)])
+        assert theirs["aug_input_ids"].shape[-1] == own  # (1, M, own longest document)
+        assert ours["aug_input_ids"].shape[-1] == LENGTHS.document
+        for slot, document in enumerate(row["aug_input_ids"]):
+            assert theirs["aug_input_ids"][0, slot, :len(document)].tolist() == document
+            assert theirs["aug_attention_mask"][0, slot].sum() == len(document)
+        shorter += own < LENGTHS.document
+    assert shorter > 3  # the fixture has examples whose documents all stop short of aug_max_length
+
+
+def test_longest_pads_a_batch_to_its_longest_document_and_leaves_other_methods_alone(examples):
+    rows = examples["zemi"][2][:BATCH]
+    method = Method.from_args(METHODS["zemi"], perceiver_config=tiny_perceiver_config())
+    batch = collator_for(method, LENGTHS, 0, document_padding="longest")([dict(row) for row in rows])
+    assert batch["aug_input_ids"].shape[-1] == authors_document_padding(rows)
+    assert collator_for(method, LENGTHS, 0, document_padding="longest",
+                        pad_to_max_length=True)([dict(rows[0])])["aug_input_ids"].shape[-1] == LENGTHS.document
+    fid = Method.from_args(METHODS["fid"], perceiver_config=tiny_perceiver_config())
+    with logged("zemi.run.method") as warnings:
+        collator_for(fid, LENGTHS, 0, document_padding="longest")
+    assert not warnings
+    with pytest.raises(ConfigError, match="--document_padding"):
+        collator_for(method, LENGTHS, 0, document_padding="shortest")

@@ -155,28 +155,12 @@ def test_custom_task_spec(tmp_path):
         resolve_tasks(["no_such_task"])
 
 
-def test_shuffle_modes_permute_document_lists():
-    hits = {"a": {"train": [[(i, 1.0)] for i in range(0, 50)], "validation": [[(i, 1.0)] for i in range(50, 60)]},
-            "b": {"train": [[(i, 1.0)] for i in range(100, 150)]}}
-    assert build.shuffle_hits(hits, "none", 0) is hits
-    within = build.shuffle_hits(hits, "within_task", 0)
-    assert sorted(within["a"]["train"]) == hits["a"]["train"] and within["a"]["train"] != hits["a"]["train"]
-    assert sorted(within["b"]["train"]) == hits["b"]["train"]
-    across = build.shuffle_hits(hits, "across_tasks", 0)
-    assert sorted(across["a"]["train"] + across["b"]["train"]) == sorted(hits["a"]["train"] + hits["b"]["train"])
-    assert any(example[0][0] >= 100 for example in across["a"]["train"])  # documents of task b reached task a
-    assert sorted(across["a"]["validation"]) == hits["a"]["validation"]  # splits never mix
-    assert build.shuffle_hits(hits, "within_task", 0) == within
-
-
 def test_flags_map_onto_the_config():
     config = build.parse_args(["--corpus", "c4", "--corpus_fraction", "0.05", "--output", "out/30aug",
                                "--tasks", "train", "super_glue_cb", "--shard_size", "500000"])
     assert (config.tasks, config.corpus_fraction, config.shard_size) == (["train", "super_glue_cb"], 0.05, 500_000)
     assert (config.index_dir, config.cache_dir, config.scoring) == ("out/30aug.bm25", "out/30aug.cache", "lucene")
     assert build.parse_args(["--corpus", "x", "--output", "y"]).tasks == ["all"]
-    with pytest.raises(SystemExit):
-        build.parse_args(["--corpus", "c4", "--output", "o", "--shuffle_documents", "sideways"])
     with pytest.raises(ValueError, match="not both"):
         build.parse_args(["--corpus", "c4", "--output", "o", "--num_documents", "5", "--corpus_fraction", "0.1"])
 
@@ -260,17 +244,3 @@ def test_rerun_skips_finished_templates_and_rebuilds_missing_ones(built_root):
     assert len(load_from_disk(str(removed))["validation"]) == 10
     with pytest.raises(ValueError, match="built with"):
         _run(built_root, "--query_words", "5")  # the cached hits were retrieved with 20-word queries
-
-
-def test_within_task_shuffle_gives_examples_other_documents(built_root, tmp_path):
-    shuffled_root = tmp_path / "30aug_shuffled"
-    _run(shuffled_root, "--shuffle_documents", "within_task", "--index_dir", f"{built_root}.bm25",
-         "--cache_dir", f"{built_root}.cache")
-    name = "wordnet_acts_question_with_options"
-    original = load_from_disk(str(built_root / "wordnet_acts" / name))["train"]
-    shuffled = load_from_disk(str(shuffled_root / "wordnet_acts" / name))["train"]
-    assert original["inputs_pretokenized"] == shuffled["inputs_pretokenized"]
-    key = lambda docs: tuple(d["inputs_pretokenized"] for d in docs)  # noqa: E731
-    assert sorted(map(key, original["chosen_examples"])) == sorted(map(key, shuffled["chosen_examples"]))
-    moved = sum(key(a) != key(b) for a, b in zip(original["chosen_examples"], shuffled["chosen_examples"]))
-    assert moved >= 20

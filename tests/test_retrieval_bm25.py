@@ -184,3 +184,27 @@ def test_sharded_build_resumes_without_redoing_finished_shards(tmp_path):
     resumed = build_sharded_index(store, tmp_path / "index", shard_size=400)
     assert (tmp_path / "index" / "shard_00000" / "data.csc.index.npy").stat().st_mtime_ns == finished
     assert len(resumed) == 1_000 and (tmp_path / "index" / "shard_00002").is_dir()
+
+
+def test_bm25s_reads_our_matrix_through_its_own_api(tmp_path):
+    """Our index fills the attributes bm25s 0.3.16's `index()` sets (it has no public call for precomputed
+    weights). bm25s's own indexing must still set exactly those, and its own scoring and loading must read our
+    matrix as we do: a bm25s release that changes them fails here, not silently in a build."""
+    import bm25s
+
+    reference = bm25s.BM25()
+    reference.index([["a", "b"], ["b", "c"]], show_progress=False)
+    assert {"scores", "vocab_dict", "nonoccurrence_array"} <= set(vars(reference))
+    assert set(reference.scores) == {"data", "indices", "indptr", "num_docs"}
+
+    index = built("bm25s", "lucene")
+    retriever = index.engine.retriever
+    index.save(tmp_path / "index")
+    reloaded = bm25s.BM25.load(str(tmp_path / "index"), mmap=True, load_corpus=False, show_progress=False)
+    for query in queries()[:20]:
+        tokens = [token for token in tokenize(query) if token in retriever.vocab_dict]
+        if not tokens:
+            continue
+        ours = index.engine.scores(tokens)
+        np.testing.assert_allclose(retriever.get_scores(tokens), ours, rtol=1e-6, atol=1e-9)
+        np.testing.assert_allclose(reloaded.get_scores(tokens), ours, rtol=1e-6, atol=1e-9)

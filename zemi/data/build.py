@@ -1,9 +1,11 @@
 """Build the "30aug" data: raw task examples, BM25 documents retrieved from a corpus, promptsource templates.
 
-    python -m zemi.data.build --tasks all --corpus c4 --corpus_fraction 0.05 --output data/p3_c4/30aug
+    python -m zemi.data.build --tasks all --corpus c4 --corpus_fraction 0.05 \
+        --output data/p3_c4_document_level_chosen_examples/30aug
 
 writes `<output>/<dataset_dir>/<dataset_dir>_<template>/` (a DatasetDict per template). Reruns skip finished
-templates; the corpus store, the index and the retrieved hits are cached beside the output.
+templates; the corpus store, the index and the retrieved hits are cached beside the output. The shuffled-document
+ablations are made from the built data with the authors' rule: `python -m zemi.data.shuffle`.
 """
 
 from __future__ import annotations
@@ -13,7 +15,6 @@ import contextlib
 import json
 import logging
 import os
-import random
 import shutil
 from dataclasses import dataclass, field, fields
 from pathlib import Path
@@ -30,7 +31,6 @@ from zemi.retrieval.sharded import SHARDS_FILE, ParallelSearch, build_sharded_in
 
 logger = logging.getLogger("zemi.data.build")
 
-SHUFFLE_MODES = ("none", "within_task", "across_tasks")
 PARTIAL_DIR = ".partial"
 
 
@@ -63,17 +63,12 @@ class BuildConfig:
     num_workers: int = _option(1, "processes that tokenise documents and search queries")
     elasticsearch_url: str | None = _option(None, "retrieve with this Elasticsearch server instead")
     elasticsearch_index: str = _option("zemi_corpus", "index name on that server (created and filled if absent)")
-    shuffle_documents: str = _option("none", "ablations: give examples other examples' documents",
-                                     choices=list(SHUFFLE_MODES))
-    seed: int = _option(42, "seed of the shuffling ablations")
     max_examples_per_split: int | None = _option(None, "only the first N raw examples of each split (trial runs)")
 
     def __post_init__(self):
         self.tasks = self.tasks or ["all"]
         if not self.corpus or not self.output:
             raise ConfigError("corpus and output are required")
-        if self.shuffle_documents not in SHUFFLE_MODES:
-            raise ConfigError(f"shuffle_documents must be one of {SHUFFLE_MODES}")
         if self.num_documents is not None and self.corpus_fraction is not None:
             raise ConfigError("give --num_documents or --corpus_fraction, not both")
         positive = ("document_words", "query_words", "documents_per_query", "documents_per_example", "shard_size",
@@ -182,27 +177,6 @@ def retrieve_task(task: TaskSpec, raw: dict[str, list[dict]], index, config: Bui
     return hits
 
 
-def shuffle_hits(hits: dict[str, dict[str, list]], mode: str, seed: int) -> dict[str, dict[str, list]]:
-    """Ablations: each example gets another example's documents, drawn within its task and split
-    (`within_task`) or from the same split of every task (`across_tasks`); `none` returns `hits` unchanged."""
-    if mode == "none":
-        return hits
-    rng = random.Random(seed)
-    shuffled = {task: {} for task in hits}
-    groups: dict[tuple, list[tuple[str, str]]] = {}
-    for task, splits in hits.items():
-        for split in splits:
-            key = (task, split) if mode == "within_task" else (split,)
-            groups.setdefault(key, []).append((task, split))
-    for members in groups.values():
-        pool = [example_hits for task, split in members for example_hits in hits[task][split]]
-        rng.shuffle(pool)
-        for task, split in members:
-            count = len(hits[task][split])
-            shuffled[task][split], pool = pool[:count], pool[count:]
-    return shuffled
-
-
 def write_template(task: TaskSpec, template, raw: dict[str, list[dict]], hits: dict[str, list],
                    store: DocumentStore, output: Path, document_words: int = 256) -> bool:
     """Write one template's DatasetDict, atomically (built under `.partial`, then renamed); False if it exists.
@@ -258,7 +232,6 @@ def build(config: BuildConfig) -> Path:
         with searcher(index, config) as search_index:
             hits = {task.dataset_dir: retrieve_task(task, raw[task.dataset_dir], search_index, config)
                     for task in tasks}
-        hits = shuffle_hits(hits, config.shuffle_documents, config.seed)
         templates = [(task, template) for task in tasks for template in load_templates(task)]
         for task, template in tqdm(templates, unit=" templates", desc="writing templates", mininterval=2):
             write_template(task, template, raw[task.dataset_dir], hits[task.dataset_dir], store, output,
@@ -283,7 +256,15 @@ def parse_args(argv: Sequence[str] | None = None) -> BuildConfig:
         extra = {key: value for key, value in option.metadata.items() if key != "help"}
         parser.add_argument(f"--{option.name}", type=kind, default=option.default, help=option.metadata["help"],
                             **extra)
-    return BuildConfig(**vars(parser.parse_args(argv)))
+    parser.add_argument("--shuffle_documents", help=argparse.SUPPRESS)  # moved to zemi.data.shuffle
+    args = vars(parser.parse_args(argv))
+    mode = args.pop("shuffle_documents")
+    if mode is not None:
+        raise ConfigError(
+            f"--shuffle_documents {mode}: the shuffled-document ablations are no longer a build option. Build the "
+            "data, then apply the authors' rule (data/get_shuffled_augmentation_dataset.py) to it: python -m "
+            "zemi.data.shuffle --input_root <output> --output_root <new root> --mode within_task|cross_task")
+    return BuildConfig(**args)
 
 
 def main(argv: Sequence[str] | None = None) -> None:

@@ -36,9 +36,13 @@ class Collator:
     pad_to_multiple_of: int | None = None  # multiples of 8 help tensor cores under mixed precision
     input_length: int | None = None  # fixed lengths for --pad_to_max_length; dynamic padding otherwise
     document_length: int | None = None
+    # False: dynamic document padding is exactly the batch's longest document, never rounded up to
+    # pad_to_multiple_of (the authors' Zemi collator pads its documents by hand, without the multiple)
+    round_documents: bool = True
 
-    def _length(self, seqs: list[list[int]], fixed: int | None) -> int:
-        return fixed if fixed is not None else _round_up(max([len(s) for s in seqs] + [1]), self.pad_to_multiple_of)
+    def _length(self, seqs: list[list[int]], fixed: int | None, *, rounded: bool = True) -> int:
+        longest = max([len(s) for s in seqs] + [1])
+        return fixed if fixed is not None else _round_up(longest, self.pad_to_multiple_of if rounded else None)
 
     def __call__(self, features: list[dict[str, Any]]) -> dict[str, torch.Tensor]:
         inputs = [f["input_ids"] for f in features]
@@ -57,7 +61,7 @@ class Collator:
     def _documents(self, per_example: list[list[list[int]]]) -> dict[str, torch.Tensor]:
         slots = max(len(docs) for docs in per_example)
         flat = [doc for docs in per_example for doc in docs]
-        length = self._length(flat, self.document_length)
+        length = self._length(flat, self.document_length, rounded=self.round_documents)
         ids = torch.full((len(per_example), slots, length), self.pad_token_id, dtype=torch.long)  # (B, M, La)
         mask = torch.zeros_like(ids)
         slot_mask = torch.zeros((len(per_example), slots), dtype=torch.long)  # (B, M): 1 for a present document

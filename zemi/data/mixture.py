@@ -1,21 +1,24 @@
 """Reading the "30aug" layout: `<root>/<dataset_dir>/<dataset>_<template>/` DatasetDicts written with save_to_disk.
 
-Template sampling reproduces the original exactly (`random.sample(sorted(entries), n)` after seeding with 42), so
-the same template directories are trained on. Every split is checked when it is opened (`validation.validate_split`):
-`documents_read` is how many documents per example the run reads, so only those are scanned.
+Template sampling reproduces the original's rule (`random.sample(sorted(entries), n)` after seeding with 42, over
+every entry of a dataset dir); on a root whose listing differs from theirs it draws other templates, and a run's
+recorded `dataset_mixture_config.json` (`templates_from`) replays their draw instead. Every split is checked when it
+is opened (`validation.validate_split`): `documents_read` is how many documents per example the run reads.
 """
 
 from __future__ import annotations
 
+import json
 import logging
 import random
 from dataclasses import dataclass, field
-from pathlib import Path
+from pathlib import Path, PurePath
 from typing import Iterable
 
 from datasets import Dataset, DatasetDict, concatenate_datasets, load_from_disk
 
 from zemi.data.validation import EVAL_FIELDS, TRAIN_FIELDS, DataError, check_schema, validate_split
+from zemi.errors import ConfigError, MissingInputError
 
 __all__ = ["DataError", "check_schema", "load_training_mixture", "load_eval_templates", "scan_eval_templates"]
 
@@ -46,12 +49,44 @@ def list_entries(dataset_dir: Path) -> list[Path]:
 
 
 def sample_template_dirs(root: str | Path, dataset_dir_names: Iterable[str], sample_n: int, rng: random.Random) -> list[Path]:
-    """`sample_n` template dirs per dataset (all of them when sample_n is -1 or too large), drawn like the original."""
+    """`sample_n` template dirs per dataset (all of them when sample_n is -1 or too large), drawn like the original.
+    (The original overwrites sample_n with a dataset's entry count when it is -1 or too large, and keeps that
+    count for the datasets after it; here each dataset is drawn on its own: docs/fidelity.md.)"""
     chosen: list[Path] = []
     for name in dataset_dir_names:
         entries = list_entries(Path(root) / name)
         n = len(entries) if sample_n < 0 or sample_n > len(entries) else sample_n
         chosen += rng.sample(entries, n)
+    return chosen
+
+
+def recorded_template_dirs(path: str | Path, root: str | Path, dataset_dir_names: Iterable[str]) -> list[Path]:
+    """The template dirs that a run's `dataset_mixture_config.json` (ours or the authors') records as drawn, in its
+    `sampled_list` order, found under `root` by their last two path parts (`<dataset_dir>/<template>`), so a list
+    written on another machine names the same templates here. `_score_eval` entries may be missing (never read)."""
+    path, wanted = Path(path), list(dataset_dir_names)
+    where = f"--templates_from {path}"
+    try:
+        recorded = json.loads(path.read_text())
+    except FileNotFoundError:
+        raise MissingInputError(f"{where}: no such file (a run's dataset_mixture_config.json)") from None
+    except (json.JSONDecodeError, UnicodeDecodeError) as err:
+        raise ConfigError(f"{where}: not a JSON file ({err})") from None
+    entries = recorded.get("sampled_list") if isinstance(recorded, dict) else None
+    if not entries or not isinstance(entries, list) or not all(isinstance(entry, str) for entry in entries):
+        raise ConfigError(f"{where}: expected its 'sampled_list' field to be a non-empty list of template dir paths")
+    chosen = []
+    for entry in entries:
+        parts = PurePath(entry).parts
+        if len(parts) < 2 or parts[-2] not in wanted:
+            raise ConfigError(f"{where}: {entry!r} is not a template dir of one of --dataset_dir_names {wanted}")
+        local = Path(root) / parts[-2] / parts[-1]
+        if not local.exists() and SCORE_EVAL_MARK not in local.name:
+            raise MissingInputError(f"{where}: {entry!r} has no counterpart {local} under --dataset_root_path")
+        chosen.append(local)
+    missing = [name for name in wanted if name not in {p.parent.name for p in chosen}]
+    if missing:
+        raise ConfigError(f"{where} records no template of --dataset_dir_names {missing}")
     return chosen
 
 
@@ -71,11 +106,18 @@ class Mixture:
 
 def load_training_mixture(
     root: str | Path, dataset_dir_names: Iterable[str], sample_n: int, *, seed: int = 42, num_shots: int | None = None,
-    documents_read: int | None = None,
+    documents_read: int | None = None, templates_from: str | Path | None = None,
 ) -> Mixture:
+    """The templates drawn as the original draws them (or those `templates_from` records), their train splits
+    (a `<template>_sampled` subset where there is one) and their validation (else test) splits."""
     rng = random.Random(seed)
     mixture = Mixture()
-    mixture.sampled = sample_template_dirs(root, dataset_dir_names, sample_n, rng)
+    if templates_from is None:
+        mixture.sampled = sample_template_dirs(root, dataset_dir_names, sample_n, rng)
+    else:
+        mixture.sampled = recorded_template_dirs(templates_from, root, dataset_dir_names)
+        logger.info("training on the %d template dirs recorded in %s (sample_n is not used)", len(mixture.sampled),
+                    templates_from)
     for path in mixture.sampled:
         if SCORE_EVAL_MARK in path.name:
             continue

@@ -142,9 +142,12 @@ class SparseMatrixEngine:
             cursor[run_terms] += run_lengths
         # bm25s's own `method` is never used: the matrix holds our weights, whatever the scoring.
         retriever = bm25s.BM25(k1=params["k1"], b=params["b"], method="lucene", dtype=dtype, int_dtype="int32")
+        # bm25s (pinned: 0.3.16) has no public call that takes precomputed weights (`index()` computes its own), so
+        # the three attributes its `index()` sets and its `save()` reads are set here: the CSC matrix `scores`, the
+        # term -> column `vocab_dict`, and `nonoccurrence_array` (None: no BM25L/BM25+ term). tests/
+        # test_retrieval_bm25.py fails if bm25s changes them: its own `get_scores` must read our matrix as we do.
         retriever.scores = {"data": data, "indices": indices, "indptr": indptr, "num_docs": num_docs}
         retriever.vocab_dict = vocab
-        retriever.unique_token_ids_set = None
         retriever.nonoccurrence_array = None
         return cls(retriever=retriever)
 

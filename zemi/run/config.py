@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Sequence
 
-from zemi.errors import ConfigError
+from zemi.errors import ConfigError, MissingInputError
 from zemi.run.presets import PAPER
 
 logger = logging.getLogger(__name__)
@@ -23,6 +23,13 @@ logger = logging.getLogger(__name__)
 SCHEDULERS = ("linear", "cosine", "cosine_with_restarts", "polynomial", "constant", "constant_with_warmup")
 # adamw_hf: the update rule of transformers.AdamW (v4.19), which the authors trained with; adamw_torch: torch's AdamW
 OPTIMIZERS = ("adamw_hf", "adamw_torch")
+# How Zemi's document slots are padded: max_length (ours: to --aug_max_length, a score independent of the batch) or
+# longest (the authors': to the batch's longest document, which Zemi's resampler attends to)
+DOCUMENT_PADDING = ("max_length", "longest")
+DOCUMENT_PADDING_HELP = (
+    "Zemi's document slots: max_length pads them to --aug_max_length, so a score does not depend on the batch; "
+    "longest pads them to the batch's longest document, as the authors' collator does (their scores at batch 1, "
+    "batch-dependent above it: the resampler attends to padding). Other methods mask padding and are unaffected")
 
 
 def option(default: Any, help: str, *flags: str, **argparse_kwargs: Any):
@@ -45,12 +52,16 @@ class TrainConfig:
     dataset_root_path: str = option(None, "The 30aug root holding <dataset_dir>/<template>/", "-dr", required=True)
     dataset_dir_names: list[str] = option((), "Training mixture dataset dirs", "-ddn", nargs="+")
     sample_n: int = option(PAPER.recipe["sample_n"], "Templates sampled per dataset (-1: all)", "-sample_n")
+    templates_from: str | None = option(
+        None, "A run's dataset_mixture_config.json (ours or the authors'): train on the template dirs its sampled_list "
+        "records, found under --dataset_root_path, instead of drawing --sample_n per dataset")
     num_shots: int | None = option(None, "Training examples kept per template (few-shot)", "-ns")
     max_length: int = option(PAPER.recipe["max_length"], "Input tokens", "-il")
     aug_max_length: int = option(PAPER.recipe["aug_max_length"], "Tokens per document")
     target_max_length: int = option(PAPER.recipe["target_max_length"], "Target tokens", "-tl")
     input_eos: bool = option(False, "Append EOS to inputs and documents (T0 and Zemi do not)", "-ie")
     pad_to_max_length: bool = option(False, "Pad to the max lengths instead of the batch's longest", "-pml")
+    document_padding: str = option(DOCUMENT_PADDING[0], DOCUMENT_PADDING_HELP, choices=DOCUMENT_PADDING)
     num_proc: int = option(1, "Processes for tokenisation")
     debug: bool = option(False, "Use only the first 100 training and validation examples", "-db")
     cache_dir: str | None = option(None, "Tokenised-dataset cache (default: <output_dir>/tokenized_cache)")
@@ -130,6 +141,9 @@ class TrainConfig:
             raise ConfigError("--lm_name (or --model_name_or_path) is required: the backbone T5, e.g. google/t5-base-lm-adapt")
         if not self.dataset_dir_names:
             raise ConfigError("--dataset_dir_names is required: the training mixture's dataset dirs")
+        if self.templates_from is not None and not Path(self.templates_from).is_file():
+            raise MissingInputError(f"--templates_from {self.templates_from}: no such file (a run's "
+                                    "dataset_mixture_config.json)")
         if self.sample_n == 0 or self.sample_n < -1:
             raise ConfigError(f"--sample_n must be -1 (all templates) or a positive number, got {self.sample_n}")
         if not 0 <= self.warmup_ratio <= 1:
@@ -178,7 +192,8 @@ class EvalConfig:
     lm_name: str | None = option(None, "Backbone (for config and tokenizer) when args.json does not say")
     strict: bool = option(False, "Fail on a gold target missing from its answer choices instead of scoring choice 0")
     pad_to_max_length: bool = option(False, "Pad inputs and documents to the max lengths instead of the batch's "
-                                     "longest (Zemi's documents always are: its resampler attends to padding)")
+                                     "longest (Zemi's documents are by default: --document_padding)")
+    document_padding: str = option(DOCUMENT_PADDING[0], DOCUMENT_PADDING_HELP, choices=DOCUMENT_PADDING)
     mixed_precision: str = option("no", "no (fp32), bf16 or fp16", choices=("no", "bf16", "fp16"))
     cache_dir: str | None = option(None, "Tokenised-dataset cache (default: <output_dir>/tokenized_cache)")
     num_proc: int = option(1, "Processes for tokenisation")

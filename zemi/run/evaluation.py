@@ -312,7 +312,7 @@ def run_evaluation(config: EvalConfig) -> Path:
     tokenizer = load_tokenizer(source.tokenizer_source)
     featurizer = Featurizer(tokenizer, source.method.rules, source.lengths, input_eos=source.input_eos)
     collator = collator_for(source.method, source.lengths, tokenizer.pad_token_id,
-                            pad_to_max_length=config.pad_to_max_length)
+                            pad_to_max_length=config.pad_to_max_length, document_padding=config.document_padding)
     cache_dir = Path(config.cache_dir or output_dir / "tokenized_cache")
     done = {(row["step"], template_key(row["template_path"])) for row in rows}
     skipped = {"templates": [{"path": str(t.path), "reason": t.reason} for t in skipped_templates], "checkpoints": []}

@@ -17,7 +17,7 @@ from zemi.data.processing import MaxLengths, TextRules
 from zemi.errors import ConfigError
 from zemi.models.configuration_zemi import PerceiverXattnConfig
 from zemi.models.registry import ARCHITECTURES, fusion_for, fusion_from_json, get_architecture
-from zemi.run.config import TrainConfig
+from zemi.run.config import DOCUMENT_PADDING, TrainConfig
 from zemi.run.run_directory import RunDirectory
 
 logger = logging.getLogger(__name__)
@@ -80,16 +80,26 @@ def text_rules(architecture: str, perceiver: PerceiverXattnConfig | None, *, con
 
 
 def collator_for(method: Method, lengths: MaxLengths, pad_token_id: int, *, pad_to_max_length: bool = False,
-                 pad_to_multiple_of: int | None = None) -> Collator:
+                 document_padding: str = "max_length", pad_to_multiple_of: int | None = None) -> Collator:
     """How a method's examples are batched, in training and evaluation alike. Zemi's resampler attends to the
-    padding of its documents (no mask, as in the original), so with dynamic padding a Zemi score would depend on
-    which examples share its batch: Zemi's document slots are always padded to `aug_max_length`. The authors pad to
-    the batch's longest document, which is `aug_max_length` in practically every batch of their C4 documents (cut to
-    256 words, over 256 tokens). The other methods mask all padding, so their dynamic padding changes no score."""
-    fixed_documents = pad_to_max_length or get_architecture(method.architecture).needs_perceiver_config
+    padding of its documents (no mask, as in the original), so the padding length changes its scores. By default
+    (`document_padding="max_length"`) Zemi's document slots are padded to `aug_max_length`, and a score does not
+    depend on the batch. `"longest"` pads them to the batch's longest document, as the authors' collator does:
+    their scores at batch 1 (each example padded to its own longest document), batch-dependent above it. The other
+    methods mask all padding, so their dynamic padding changes no score."""
+    if document_padding not in DOCUMENT_PADDING:
+        raise ConfigError(f"--document_padding must be one of {DOCUMENT_PADDING}, got {document_padding!r}")
+    zemi = get_architecture(method.architecture).needs_perceiver_config
+    if zemi and document_padding == "longest" and not pad_to_max_length:
+        logger.warning("--document_padding longest: Zemi's documents are padded to the longest document of each "
+                       "batch, as the authors' collator pads them; its resampler attends to that padding, so a Zemi "
+                       "score depends on the other examples of its batch whenever a batch holds more than one "
+                       "example (at batch size 1 it is the authors' score)")
+    fixed_documents = pad_to_max_length or (zemi and document_padding == "max_length")
     return Collator(pad_token_id, pad_to_multiple_of=pad_to_multiple_of,
                     input_length=lengths.input if pad_to_max_length else None,
-                    document_length=lengths.document if fixed_documents else None)
+                    document_length=lengths.document if fixed_documents else None,
+                    round_documents=not zemi)
 
 
 def method_for(config: TrainConfig, *, family: str) -> Method:

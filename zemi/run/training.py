@@ -104,7 +104,8 @@ class Trainer:
         config, accelerator = self.config, self.accelerator
         mixture = load_training_mixture(config.dataset_root_path, config.dataset_dir_names, config.sample_n,
                                         seed=config.seed, num_shots=config.num_shots,
-                                        documents_read=self.method.rules.documents_read)
+                                        documents_read=self.method.rules.documents_read,
+                                        templates_from=config.templates_from)
         self.num_templates = len(mixture.template_dirs)
         if accelerator.is_main_process:
             write_json_atomic(self.output_dir / "dataset_mixture_config.json", {
@@ -148,7 +149,7 @@ class Trainer:
         config, accelerator = self.config, self.accelerator
         collator = collator_for(self.method, MaxLengths(config.max_length, config.aug_max_length,
                                                         config.target_max_length), self.tokenizer.pad_token_id,
-                                pad_to_max_length=config.pad_to_max_length,
+                                pad_to_max_length=config.pad_to_max_length, document_padding=config.document_padding,
                                 pad_to_multiple_of=8 if config.mixed_precision != "no" else None)
         self.sampler = EpochSampler(self.train_data, seed=config.seed, group_by_length=config.group_by_length,
                                     batch_size=config.per_device_train_batch_size * accelerator.num_processes)

@@ -32,10 +32,21 @@ from zemi.run.run_directory import RunDirectory
 
 logger = logging.getLogger(__name__)
 
-METHOD_NAMES = {"T5": "No Aug / Concat baseline", "FiD": "FiD baseline", "SharedEncoderDecoder_MultiAug": "Zemi",
+METHOD_NAMES = {"FiD": "FiD baseline", "SharedEncoderDecoder_MultiAug": "Zemi",
                 "SharedEncoderDecoder_MultiAug_NoTanhGate": "Zemi (no tanh gate ablation)",
                 "SharedEncoderDecoder_MultiAug_FrozenAugEncoder": "Zemi (frozen document encoder ablation)"}
 PAPER = "https://arxiv.org/abs/2210.00185"
+# The README's citation: ACL Findings 2023 (arXiv 2210.00185).
+CITATION = [
+    "@inproceedings{wang2023zemi,",
+    "  title={Zemi: Learning Zero-Shot Semi-Parametric Language Models from Multiple Tasks},",
+    "  author={Wang, Zhenhailong and Pan, Xiaoman and Yu, Dian and Yu, Dong and Chen, Jianshu and Ji, Heng},",
+    "  booktitle={Findings of the Association for Computational Linguistics: ACL 2023},",
+    "  year={2023},",
+    "  eprint={2210.00185},",
+    "  archivePrefix={arXiv}",
+    "}",
+]
 
 
 class ConversionMismatchError(ZemiError):
@@ -97,19 +108,19 @@ def model_card(run: RunDirectory, step: int, results: list[dict] | None) -> str:
     if get_architecture(architecture).uses_documents:
         tags.append("fid" if architecture == "FiD" else "perceiver-resampler")
     metadata = ["---", "library_name: transformers", "license: apache-2.0", "language:", "- en",
-                "pipeline_tag: text-generation", "tags:", *[f"- {tag}" for tag in tags]]
+                "pipeline_tag: text2text-generation", "tags:", *[f"- {tag}" for tag in tags]]
     if hub_backbone:
         metadata.append(f"base_model: {hub_backbone}")
     if paper_data:
         metadata += ["datasets:", "- bigscience/P3", "- allenai/c4"]
     metadata.append("---")
-    method = METHOD_NAMES.get(architecture, architecture)
+    method = method_name(run)
     documents = _documents_read(run)
     lines = [
         *metadata, "",
         f"# {method}: step {step} of `{run.path.name}`", "",
         f"A {method} model of [Zemi: Learning Zero-Shot Semi-Parametric Language Models from Multiple Tasks]({PAPER}) "
-        f"(Wang et al., 2022), converted from a training run by `zemi.convert_original_checkpoint` (model "
+        f"(Wang et al., ACL Findings 2023), converted from a training run by `zemi.convert_original_checkpoint` (model "
         f"architecture `{architecture}`, backbone `{backbone or 'unknown'}`, {documents}).", "",
         "## Use", "",
         "```python",
@@ -134,11 +145,16 @@ def model_card(run: RunDirectory, step: int, results: list[dict] | None) -> str:
             lines.append(f"| {task} | {100 * statistics.fmean(values):.2f} | {len(values)} |")
         average = statistics.fmean(statistics.fmean(values) for values in by_task.values())
         lines += [f"| **average** | **{100 * average:.2f}** | |", ""]
-    lines += ["## Citation", "", "```bibtex", "@article{wang2022zemi,",
-              "  title={Zemi: Learning Zero-Shot Semi-Parametric Language Models from Multiple Tasks},",
-              "  author={Wang, Zhenhailong and Pan, Xiaoman and Yu, Dian and Yu, Dong and Chen, Jianshu and Ji, Heng},",
-              "  journal={arXiv preprint arXiv:2210.00185},", "  year={2022}", "}", "```", ""]
+    lines += ["## Citation", "", "```bibtex", *CITATION, "```", ""]
     return "\n".join(lines)
+
+
+def method_name(run: RunDirectory) -> str:
+    """What the run is: a plain T5 is No Aug without documents and Concat with them."""
+    if run.architecture != "T5":
+        return METHOD_NAMES.get(run.architecture, run.architecture)
+    concat = run.args.get("concat_aug_num") or 0
+    return f"Concat baseline ({concat} documents)" if concat else "No Aug baseline"
 
 
 def _documents_read(run: RunDirectory) -> str:

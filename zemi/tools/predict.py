@@ -1,7 +1,8 @@
 """Answer one prompt with retrieval: BM25 documents from an index, read with the model's own text rules, then the
 answer choices ranked (each one's summed log-probability, as zero-shot evaluation scores them) or an answer generated.
 
-    python -m zemi.predict --model output/p3_finetuning/zemi_base --index data/p3_c4/30aug.bm25 \\
+    python -m zemi.predict --model output/p3_finetuning/zemi_base \\
+        --index data/p3_c4_document_level_chosen_examples/30aug.bm25 \\
         --prompt "Is the sky blue? Yes or no?" --choices yes no
 
 --model is a run directory (its last step_N, or --step), a step_N inside one, a converted directory
