@@ -265,7 +265,20 @@ class Trainer:
         return _in_groups(loader, self.config.gradient_accumulation_steps)
 
     def _optimizer_step(self, micro_batches: list[dict]) -> StepStats:
-        """One optimizer step over `micro_batches`."""
+        """One optimizer step over `micro_batches`, fetched before the first backward so that every process knows
+        the step's global number of target tokens: accelerate's own recipe for token-level losses (its guide
+        usage_guides/gradient_accumulation.md, "Gradient accumulation on training samples of variable size"), with
+        `no_sync` on all but the last micro-batch.
+
+        `accelerator.accumulate()` cannot drive this step (accelerate 1.15): it places the boundary by a call counter
+        and by the loader's `end_of_dataloader`, which the look-ahead sets early. On an epoch's last step every
+        micro-batch would be a boundary (gradients all-reduced each time, DeepSpeed's engine stepping after each
+        one), and a short last step (fewer micro-batches than --gradient_accumulation_steps) would get none, the
+        prepared optimizer skipping it and the counter shifting every boundary of the next epoch. So the boundary is
+        set here through `Accelerator.sync_gradients`, which gates the prepared optimizer and tells DeepSpeed where
+        the step ends. The Accelerator is not given --gradient_accumulation_steps, so `accelerator.backward` leaves
+        the loss as computed here.
+        """
         accelerator, model = self.accelerator, self.model
         counts = torch.stack([  # this process's target tokens, input tokens, examples
             sum((b["labels"] != LABEL_PAD).sum() for b in micro_batches),
@@ -275,8 +288,6 @@ class Trainer:
         global_tokens = counts[0].clamp(min=1)
         loss_sum = torch.zeros((), device=accelerator.device)
         for i, batch in enumerate(micro_batches):
-            # Gradients are all-reduced (averaged) only on the last micro-batch of the step; `sync_gradients` tells
-            # DeepSpeed's engine the same (it steps at the boundary) and lets the prepared optimizer step.
             last = i == len(micro_batches) - 1
             accelerator.sync_gradients = last
             with contextlib.nullcontext() if last else accelerator.no_sync(model), accelerator.autocast():
