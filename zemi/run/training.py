@@ -42,6 +42,7 @@ from zemi.run.loss import loss_on, unwrap
 from zemi.run.method import Method, check_training_start, collator_for, method_for
 from zemi.run.optim import make_optimizer
 from zemi.run.run_directory import RunDirectory, save_model_atomic
+from zemi.run.tied_weights import drop_declared_ties_before_save_state
 from zemi.run.tracking import end_tracking, fusion_gates, log_metrics, make_accelerator, start_tracking
 
 logger = logging.getLogger(__name__)
@@ -180,6 +181,7 @@ class Trainer:
         self.model, self.optimizer, self.train_loader = accelerator.prepare(self.model, self.optimizer, train_loader)
         self.validation_loader = accelerator.prepare(validation_loader) if validation_loader is not None else None
         accelerator.register_for_checkpointing(self.scheduler)
+        accelerator.register_save_state_pre_hook(drop_declared_ties_before_save_state)
         logger.info("training %s on %d examples (%d templates), %d steps of %d examples, %d warm-up",
                     self.method.architecture, len(self.train_data), self.num_templates, self.total_steps,
                     config.per_device_train_batch_size * accelerator.num_processes * config.gradient_accumulation_steps,
