@@ -41,6 +41,10 @@ def parameter_groups(model: torch.nn.Module, weight_decay: float,
 class HFAdamW(torch.optim.AdamW):
     """The update of transformers' old `AdamW` (correct_bias=True), computed by torch's AdamW kernels (fused on CUDA).
 
+    Follows `AdamW.step` in src/transformers/optimization.py of transformers 4.19.2, the version the authors'
+    environment.yml pins (deprecated in later 4.x releases, since removed); tests/test_fidelity_optimizer.py checks
+    this class against that rule written out from its formula.
+
     transformers:  p <- p - lr * sqrt(1 - b2^t) / (1 - b1^t) * m / (sqrt(v) + eps);  then p <- p - lr * wd * p
     torch:         p <- p - lr' * wd' * p;  then  p <- p - lr' / (1 - b1^t) * m / (sqrt(v) / sqrt(1 - b2^t) + eps')
 

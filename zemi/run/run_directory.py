@@ -37,6 +37,7 @@ from zemi.models.checkpoint_files import (
 from zemi.models.configuration_zemi import PerceiverXattnConfig, load_model_config, saved_fusion_values
 from zemi.models.modeling_t5 import T5WithOwnLMHead
 from zemi.models.registry import build_model, fusion_from_json, fusion_from_values, get_architecture, model_from_config
+from zemi.run.tied_weights import untie_undeclared
 
 logger = logging.getLogger(__name__)
 
@@ -44,10 +45,13 @@ TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "spiece.model")
 
 
 def save_model_atomic(model, path: str | Path, *, state_dict: dict | None = None) -> None:
+    """`save_pretrained` into a temporary sibling, then published as `path`; weights shared without a tie the
+    config declares are saved as copies, with a warning (zemi.run.tied_weights)."""
     path = Path(path)
     tmp = temporary_sibling(path)
     if tmp.exists():
         shutil.rmtree(tmp)
+    state_dict = untie_undeclared(model.state_dict() if state_dict is None else state_dict, model, path)
     model.save_pretrained(tmp, state_dict=state_dict, safe_serialization=True)
     crash_point("checkpoint_write")
     publish(tmp, path)

@@ -42,6 +42,7 @@ from zemi.run.loss import loss_on, unwrap
 from zemi.run.method import Method, check_training_start, collator_for, method_for
 from zemi.run.optim import make_optimizer
 from zemi.run.run_directory import RunDirectory, save_model_atomic
+from zemi.run.tied_weights import drop_declared_ties_before_save_state
 from zemi.run.tracking import end_tracking, fusion_gates, log_metrics, make_accelerator, start_tracking
 
 logger = logging.getLogger(__name__)
@@ -181,6 +182,7 @@ class Trainer:
         self.model, self.optimizer, self.train_loader = accelerator.prepare(self.model, self.optimizer, train_loader)
         self.validation_loader = accelerator.prepare(validation_loader) if validation_loader is not None else None
         accelerator.register_for_checkpointing(self.scheduler)
+        accelerator.register_save_state_pre_hook(drop_declared_ties_before_save_state)
         logger.info("training %s on %d examples (%d templates), %d steps of %d examples, %d warm-up",
                     self.method.architecture, len(self.train_data), self.num_templates, self.total_steps,
                     config.per_device_train_batch_size * accelerator.num_processes * config.gradient_accumulation_steps,
@@ -266,7 +268,20 @@ class Trainer:
         return _in_groups(loader, self.config.gradient_accumulation_steps)
 
     def _optimizer_step(self, micro_batches: list[dict]) -> StepStats:
-        """One optimizer step over `micro_batches`."""
+        """One optimizer step over `micro_batches`, fetched before the first backward so that every process knows
+        the step's global number of target tokens: accelerate's own recipe for token-level losses (its guide
+        usage_guides/gradient_accumulation.md, "Gradient accumulation on training samples of variable size"), with
+        `no_sync` on all but the last micro-batch.
+
+        `accelerator.accumulate()` cannot drive this step (accelerate 1.15): it places the boundary by a call counter
+        and by the loader's `end_of_dataloader`, which the look-ahead sets early. On an epoch's last step every
+        micro-batch would be a boundary (gradients all-reduced each time, DeepSpeed's engine stepping after each
+        one), and a short last step (fewer micro-batches than --gradient_accumulation_steps) would get none, the
+        prepared optimizer skipping it and the counter shifting every boundary of the next epoch. So the boundary is
+        set here through `Accelerator.sync_gradients`, which gates the prepared optimizer and tells DeepSpeed where
+        the step ends. The Accelerator is not given --gradient_accumulation_steps, so `accelerator.backward` leaves
+        the loss as computed here.
+        """
         accelerator, model = self.accelerator, self.model
         counts = torch.stack([  # this process's target tokens, input tokens, examples
             sum((b["labels"] != LABEL_PAD).sum() for b in micro_batches),
@@ -276,8 +291,6 @@ class Trainer:
         global_tokens = counts[0].clamp(min=1)
         loss_sum = torch.zeros((), device=accelerator.device)
         for i, batch in enumerate(micro_batches):
-            # Gradients are all-reduced (averaged) only on the last micro-batch of the step; `sync_gradients` tells
-            # DeepSpeed's engine the same (it steps at the boundary) and lets the prepared optimizer step.
             last = i == len(micro_batches) - 1
             accelerator.sync_gradients = last
             with contextlib.nullcontext() if last else accelerator.no_sync(model), accelerator.autocast():
