@@ -55,7 +55,8 @@ def differing(eval_dir: Path, other: Path, step: int, other_step: int) -> dict[s
     for row in json.loads((eval_dir / "results.json").read_text())["results"]:
         if row["step"] != step:
             continue
-        mine, other_file = json.loads((eval_dir / row["predictions"]).read_text()), theirs[(row["task"], row["template"])]
+        mine = json.loads((eval_dir / row["predictions"]).read_text())
+        other_file = theirs[(row["task"], row["template"])]
         right = {i: p == g for i, p, g in zip(mine["index"], mine["predicted"], mine["gold"])}
         wrong = {i for i, p, g in zip(other_file["index"], other_file["predicted"], other_file["gold"]) if p != g}
         found.setdefault(row["task"], set()).update((row["template"], i) for i in right if right[i] and i in wrong)

@@ -1,4 +1,5 @@
-"""Two evaluated runs example by example (`zemi.tools.compare`): python -m zemi.compare RUN_A RUN_B [--output_dir DIR]"""
+"""Two evaluated runs example by example (`zemi.tools.compare`):
+python -m zemi.compare RUN_A RUN_B [--output_dir DIR]"""
 
 from zemi.run.cli import run_entry
 from zemi.tools.compare import main

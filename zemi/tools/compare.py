@@ -84,7 +84,8 @@ def side(name: str, eval_dir: EvalDir, step: int | None, flag: str) -> Side:
     return Side(name, eval_dir, step, predictions)
 
 
-def compare(a: Side, b: Side, *, resamples: int = RESAMPLES, seed: int = SEED) -> tuple[list[TaskComparison], list[str]]:
+def compare(a: Side, b: Side, *, resamples: int = RESAMPLES, seed: int = SEED
+            ) -> tuple[list[TaskComparison], list[str]]:
     """Per task (sorted), the examples on which A and B differ in correctness; and notes on what was left out."""
     notes = []
     for one, other in ((a, b), (b, a)):
@@ -194,11 +195,10 @@ def example_markdown(a: Side, b: Side, tasks: list[TaskComparison], shown: dict[
             lines += ["", f"### {right.name} right, {wrong.name} wrong: {len(items)} of {len(getattr(task, which))} "
                       "shown"]
             for item in items:
+                verdicts = [f"{s.name}: {item[key]} {'✓' if item[key] == item['gold'] else '✗'}"
+                            for s, key in ((a, "predicted_a"), (b, "predicted_b"))]
                 lines += ["", f"#### {item['template']}, example {item['index']}", "", "Prompt:", "",
-                          *_quoted(item["prompt"]), "",
-                          f"Gold: **{item['gold']}** · {a.name}: {item['predicted_a']} "
-                          f"{'✓' if item['predicted_a'] == item['gold'] else '✗'} · {b.name}: {item['predicted_b']} "
-                          f"{'✓' if item['predicted_b'] == item['gold'] else '✗'}"]
+                          *_quoted(item["prompt"]), "", " · ".join([f"Gold: **{item['gold']}**", *verdicts])]
                 if item["documents"]:
                     readers = ", ".join(f"{s.name} the first {s.documents_read}" for s in (a, b) if s.documents_read)
                     lines += ["", f"Documents ({readers}):"]
