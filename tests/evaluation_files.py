@@ -10,6 +10,8 @@ from typing import Callable, Sequence
 
 import numpy as np
 
+ZEMI = "SharedEncoderDecoder_MultiAug"
+
 
 @dataclass
 class Template:
@@ -70,6 +72,17 @@ def write_eval_dir(path: Path, run: str, templates: Sequence[Template], *, seed:
     return path
 
 
+def gold_of(example: dict) -> int:
+    """The gold answer's position among a 30aug example's answer choices (the first when it is not one)."""
+    choices = [c.strip() for c in example["answer_choices"]]
+    target = example["targets_pretokenized"].strip()
+    return choices.index(target) if target in choices else 0
+
+
+def wrong_of(example: dict) -> int:
+    return (gold_of(example) + 1) % len(example["answer_choices"])
+
+
 def from_template_dir(template_dir: Path, predict: Callable[[int, dict], int], *, step: int = 1) -> Template:
     """A template's predictions on its real validation split: gold is the target's position among the answer
     choices (the first choice when it is not one, as the evaluation scores it), predicted is `predict(row, example)`."""
@@ -79,9 +92,8 @@ def from_template_dir(template_dir: Path, predict: Callable[[int, dict], int], *
     gold, gold_in, predicted, choices = [], [], [], []
     for number, example in enumerate(validation):
         options = [choice.strip() for choice in example["answer_choices"]]
-        target = example["targets_pretokenized"].strip()
-        gold.append(options.index(target) if target in options else 0)
-        gold_in.append(target in options)
+        gold.append(gold_of(example))
+        gold_in.append(example["targets_pretokenized"].strip() in options)
         predicted.append(predict(number, example))
         choices.append(len(options))
     return Template(template_dir.parent.name, template_dir.name, gold, predicted, step=step, num_choices=choices,

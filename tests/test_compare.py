@@ -8,24 +8,14 @@ from pathlib import Path
 
 import pytest
 
-from tests.evaluation_files import Template, from_template_dir, settings_for, write_eval_dir
+from tests.evaluation_files import (ZEMI, Template, from_template_dir, gold_of, settings_for, write_eval_dir,
+                                    wrong_of)
 from zemi.errors import run_entry
 from zemi.tools.compare import main
 
 pytestmark = pytest.mark.unit
 
 HELD_OUT = ("fruit_taste", "weather_effect")
-ZEMI = "SharedEncoderDecoder_MultiAug"
-
-
-def gold_of(example: dict) -> int:
-    choices = [c.strip() for c in example["answer_choices"]]
-    target = example["targets_pretokenized"].strip()
-    return choices.index(target) if target in choices else 0
-
-
-def wrong_of(example: dict) -> int:
-    return (gold_of(example) + 1) % len(example["answer_choices"])
 
 
 def templates(data_root: Path, rule, step: int = 1) -> list[Template]:

@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from tests.evaluation_files import Template, settings_for, write_eval_dir
+from tests.evaluation_files import ZEMI, Template, settings_for, write_eval_dir
 from tests.helpers import logged, read_csv
 from zemi.errors import run_entry
 from zemi.tools.report import main, write_report
@@ -18,7 +18,6 @@ from zemi.tools.report import main, write_report
 pytestmark = pytest.mark.unit
 
 TASKS = ("copa", "hellaswag", "piqa", "wic")
-ZEMI = "SharedEncoderDecoder_MultiAug"
 
 
 def eval_dir(path: Path, method: str, rows: list[tuple[str, str, float, float | None]]) -> Path:
