@@ -65,7 +65,9 @@ def write_eval_dir(path: Path, run: str, templates: Sequence[Template], *, seed:
             "skipped_templates": [], "skipped_checkpoints": []}
     if not legacy:
         data["seed"] = seed
-        data["settings"] = settings if settings is not None else settings_for(architecture)
+        # As zemi.evaluate records them: the model evaluated and the template directories are settings too.
+        data["settings"] = {"model": data["model"], "processed_dataset_paths": sorted({r["template_path"] for r in rows}),
+                            **(settings if settings is not None else settings_for(architecture))}
     else:
         del data["architecture"], data["skipped_templates"], data["skipped_checkpoints"]
     (path / "results.json").write_text(json.dumps(data))

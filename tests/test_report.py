@@ -139,7 +139,12 @@ def test_directories_joined_into_one_method_must_match(tmp_path, capsys):
     again = method_dir(tmp_path / "3", "zemi_base", {"copa": 0.6, "wic": 0.5}, architecture=ZEMI, documents_read=5)
     code, _, err = cli([str(first), str(again), "--output_dir", str(tmp_path / "r")], capsys)
     assert code == 2 and str(first) in err and str(again) in err and "copa" in err
-    # Two parts of one evaluation (different templates, same settings) make one row.
+    # Two runs given one name, without seeds: the models differ.
+    other_run = method_dir(tmp_path / "5", "zemi_other", {"wic": 0.6}, architecture=ZEMI, documents_read=5)
+    code, _, err = cli([str(first), str(other_run), "--label", "zemi_base=zemi", "--label", "zemi_other=zemi",
+                        "--output_dir", str(tmp_path / "r")], capsys)
+    assert code == 2 and "'model'" in err and "/runs/zemi_other" in err
+    # Two parts of one evaluation (other templates, the same settings otherwise) make one row.
     part = method_dir(tmp_path / "4", "zemi_base", {"wic": 0.6}, architecture=ZEMI, documents_read=5)
     code, out, err = cli([str(first), str(part), "--output_dir", str(tmp_path / "r")], capsys)
     assert code == 0, err
@@ -193,6 +198,7 @@ def test_no_aug_and_zemi_are_found_from_the_files_without_labels(tmp_path):
 
 
 def test_seeds_give_the_mean_their_spread_and_an_interval_over_both(tmp_path):
+    """Each seed is its own run (its own model), evaluated alike; per seed its best checkpoint."""
     dirs = [method_dir(tmp_path, f"zemi_s{seed}", {"copa": accuracy, "piqa": accuracy}, seed=seed, step=step,
                        architecture=ZEMI, documents_read=5)
             for seed, accuracy, step in ((42, 0.5, 1), (43, 0.6, 2), (44, 0.7, 1))]
@@ -215,6 +221,14 @@ def test_seeds_give_the_mean_their_spread_and_an_interval_over_both(tmp_path):
     seeds = read_csv(tmp_path / "report" / "seeds.csv")
     assert {(r["seed"], r["checkpoint"]) for r in seeds if r["method"] == "zemi"} == {("42", "1"), ("43", "2"),
                                                                                     ("44", "1")}
+
+
+def test_a_task_whose_seeds_used_different_templates_is_left_out(tmp_path):
+    dirs = [method_dir(tmp_path, f"zemi_s{seed}", {"copa": 0.6, "piqa": 0.6}, seed=seed, templates=templates)
+            for seed, templates in ((1, ("a", "b")), (2, ("a",)))]
+    report = write_report(dirs, tmp_path / "report", {"zemi_s1": "zemi", "zemi_s2": "zemi"})
+    assert report.rows[0].tasks == {} and report.average_tasks == []
+    assert any("['copa', 'piqa'] left out: its seeds were evaluated on different templates" in n for n in report.notes)
 
 
 def test_a_report_into_a_used_directory_equals_a_fresh_one(tmp_path):
@@ -253,3 +267,16 @@ def test_only_checkpoints_evaluated_on_every_template_compete(tmp_path):
     report = write_report([directory], tmp_path / "report")
     assert report.rows[0].checkpoint == 1 and set(report.rows[0].tasks) == {"copa", "piqa"}
     assert any("step_2 was evaluated on 1 of the 2 templates" in note for note in report.notes)
+
+
+def test_methods_evaluated_on_different_examples_are_not_compared_on_that_task(tmp_path):
+    no_aug = method_dir(tmp_path, "no_aug", {"copa": 0.5, "piqa": 0.5})
+    fewer = [predictions("copa", template, correctness(7, 0.7, n=150)) for template in ("a", "b")]
+    fewer += [predictions("piqa", template, correctness(8, 0.7)) for template in ("a", "b")]
+    zemi = write_eval_dir(tmp_path / "zemi", "zemi", fewer, architecture=ZEMI, settings=settings_for(ZEMI, 5))
+    report = write_report([no_aug, zemi], tmp_path / "report")
+    (comparison,) = report.comparisons
+    assert comparison.tasks["copa"] is None and comparison.tasks["piqa"] is not None
+    assert comparison.average is None  # the average needs every task paired
+    assert any("zemi vs no_aug on copa: not the same templates and examples" in note for note in report.notes)
+    assert all(score.low is not None for row in report.rows for score in row.tasks.values())

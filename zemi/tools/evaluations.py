@@ -17,6 +17,8 @@ from zemi.tools.uncertainty import Predictions, TaskOutcomes, read_predictions
 
 ROW_FIELDS = ("step", "task", "template", "accuracy", "num_examples")
 NO_PREDICTIONS = "no per-example predictions (an older evaluation, or the authors' results.json)"
+PER_DIRECTORY = ("seed", "processed_dataset_paths")  # settings keys that may differ between parts of one evaluation
+PER_RUN = ("model", "tokenizer")  # and between seeds (their tokenizer may be read from the run directory)
 
 
 @dataclass(frozen=True)
@@ -34,13 +36,15 @@ class EvalDir:
     def documents_read(self) -> int | None:
         return None if self.settings is None else self.settings.get("documents_read")
 
-    @property
-    def comparable_settings(self) -> dict | None:
-        """What must be equal for two directories to be one method: the settings, with the architecture for files
-        that have only the top-level one; the seed is compared apart."""
+    def comparable_settings(self, *, same_seed: bool) -> dict | None:
+        """What must be equal for two directories to be one method: the settings (the architecture alone for files
+        that have only the top-level one). Which templates were evaluated is left to the rows (parts of one
+        evaluation may cover different tasks); between seeds, so is the trained model itself, each seed being its
+        own run."""
         if self.settings is None:
             return None if self.architecture is None else {"architecture": self.architecture}
-        return {name: value for name, value in self.settings.items() if name != "seed"}
+        ignored = PER_DIRECTORY if same_seed else PER_DIRECTORY + PER_RUN
+        return {name: value for name, value in self.settings.items() if name not in ignored}
 
 
 def read_eval_dir(path: str | Path) -> EvalDir:

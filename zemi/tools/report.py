@@ -66,6 +66,7 @@ class SeedRun:
     directories: list[EvalDir]
     checkpoint: int
     tasks: dict[str, TaskScore]
+    templates: dict[str, frozenset[str]]  # per task, the templates evaluated
     outcomes: dict[str, TaskOutcomes] | None  # None: no per-example predictions
 
 
@@ -131,7 +132,8 @@ def group_methods(eval_dirs: Sequence[EvalDir], labels: dict[str, str]) -> dict[
 
 
 def _check_same_settings(method: str, first: EvalDir, other: EvalDir) -> None:
-    mine, theirs = first.comparable_settings, other.comparable_settings
+    same_seed = first.seed == other.seed
+    mine, theirs = first.comparable_settings(same_seed=same_seed), other.comparable_settings(same_seed=same_seed)
     if mine == theirs:
         return
     if mine is None or theirs is None:
@@ -169,8 +171,12 @@ def seed_run(method: str, seed: int | None, directories: list[EvalDir], notes: l
     tasks = {task: TaskScore(statistics.fmean(values), median=statistics.median(values), templates=len(values),
                              chance=_mean_or_none(chances[task]))
              for task, values in sorted(template_means(chosen).items())}
+    templates: dict[str, set[str]] = defaultdict(set)
+    for row in chosen:
+        templates[row["task"]].add(row["template"])
     predictions = predictions_at(directories, choice.step)
-    return SeedRun(seed, directories, choice.step, tasks, None if predictions is None else task_outcomes(predictions))
+    return SeedRun(seed, directories, choice.step, tasks, {task: frozenset(names) for task, names in templates.items()},
+                   None if predictions is None else task_outcomes(predictions))
 
 
 def _mean_or_none(values: list[float | None]) -> float | None:
@@ -178,11 +184,16 @@ def _mean_or_none(values: list[float | None]) -> float | None:
 
 
 def method_row(method: str, runs: list[SeedRun], notes: list[str]) -> MethodRow:
-    """A method over its seeds: the tasks all of them have; per task the mean over seeds (and their sd)."""
+    """A method over its seeds: the tasks all of them have, on the same templates; per task the mean over seeds
+    (and their sd)."""
     tasks = sorted(set.intersection(*(set(run.tasks) for run in runs)))
     for run in runs:
         if set(run.tasks) - set(tasks):
             notes.append(f"{method}: {sorted(set(run.tasks) - set(tasks))} left out: not evaluated for every seed")
+    unlike = [task for task in tasks if len({run.templates[task] for run in runs}) > 1]
+    if unlike:
+        notes.append(f"{method}: {unlike} left out: its seeds were evaluated on different templates there")
+        tasks = [task for task in tasks if task not in unlike]
     scores = {}
     for task in tasks:
         per_seed = [run.tasks[task] for run in runs]

@@ -152,9 +152,9 @@ def bootstrap(methods: Mapping[str, Mapping[str, Sequence[TaskOutcomes]]], *, re
     seed_weights = {}
     for method, tasks in methods.items():
         counts = {len(seeds) for seeds in tasks.values()}
-        if len(counts) != 1:
+        if len(counts) > 1:
             raise ValueError(f"{method}: every task needs the same seeds")
-        num_seeds = counts.pop()
+        num_seeds = counts.pop() if counts else 1
         draws = _rng(seed, f"seeds/{method}").integers(0, num_seeds, (resamples, num_seeds))
         seed_weights[method] = np.stack([(draws == s).sum(axis=1) for s in range(num_seeds)], axis=1) / num_seeds
     replicates: dict[str, dict[str, np.ndarray]] = {method: {} for method in methods}
