@@ -215,6 +215,7 @@ def test_seeds_give_the_mean_their_spread_and_an_interval_over_both(tmp_path):
     per_seed = [s["tasks"]["copa"] for s in entry["seeds"]]
     assert entry["tasks"]["copa"] == pytest.approx(np.mean(per_seed))
     assert entry["sd"]["copa"] == pytest.approx(np.std(per_seed, ddof=1))
+    assert entry["average_sd"] == pytest.approx(np.std([s["average"] for s in entry["seeds"]], ddof=1))
     width = np.ptp(entry["interval"]["copa"])
     assert width > 1.5 * np.ptp(table["one_seed"]["interval"]["copa"])  # the seeds' spread is in it
     assert "zemi (seeds 42, 43, 44) | step_1, step_2, step_1 |" in (tmp_path / "report" / "table1.md").read_text()

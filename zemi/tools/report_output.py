@@ -156,7 +156,9 @@ def results_json(report: Report) -> dict:
             "templates": {t: s.templates for t, s in row.tasks.items()},
             "seeds": [{"seed": run.seed, "checkpoint": run.checkpoint,
                        "eval_dirs": [str(item.path) for item in run.directories],
-                       "tasks": {t: s.mean for t, s in run.tasks.items()}} for run in row.seeds],
+                       "tasks": {t: s.mean for t, s in run.tasks.items()},
+                       "average": statistics.fmean(run.tasks[t].mean for t in report.average_tasks)
+                       if report.average_tasks and row.average is not None else None} for run in row.seeds],
             "differences": {c.baseline: {"tasks": {t: _difference_json(d) for t, d in c.tasks.items()},
                                          "average": _difference_json(c.average)}
                             for c in report.comparisons if c.method == row.method},
