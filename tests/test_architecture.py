@@ -21,7 +21,7 @@ LAYERS = {
 }
 PEERS = {frozenset({"zemi.retrieval", "zemi.data"})}
 ENTRY_LAYER = 4  # the authors' entry names and our commands, thin modules at the top
-FILE_READING_TOOLS = ("zemi.tools.report", "zemi.tools.plot", "zemi.tools.visualize_retrieval")
+FILE_READING_TOOLS = ("zemi.tools.report", "zemi.tools.plot", "zemi.tools.visualize_retrieval", "zemi.tools.compare")
 
 pytestmark = pytest.mark.unit
 

@@ -17,6 +17,7 @@ from pathlib import Path
 import pytest
 from datasets import load_from_disk
 
+from tests.evaluation_files import ZEMI, from_template_dir, gold_of, settings_for, write_eval_dir, wrong_of
 from zemi.data import build
 from zemi.tools import retrieval_page
 from zemi.tools import visualize_retrieval as vis
@@ -227,3 +228,61 @@ def test_the_committed_demo_page_opens_and_shows_its_summaries(tmp_path):
                 for split, summary in json.loads(path.read_text()).items()
                 for k, hits in summary["answer_in_top"].items()]
     assert cells == expected
+
+
+@pytest.fixture(scope="module")
+def answered(built, tmp_path_factory):
+    """The same page with two runs' answers (--eval_dirs): No Aug right on even rows, Zemi unless the row is 2 mod 3."""
+    root, _ = built
+    directory = tmp_path_factory.mktemp("answered")
+    rules = {"no_aug_base": lambda n: n % 2 == 0, "zemi_base": lambda n: n % 3 != 2}
+    runs = []
+    for run, rule in rules.items():
+        answers = [from_template_dir(path, lambda n, ex, rule=rule: gold_of(ex) if rule(n) else wrong_of(ex))
+                   for path in vis.template_dirs(root / "wordnet_acts")]
+        architecture, documents = ("T5", 0) if run == "no_aug_base" else (ZEMI, 3)
+        runs.append(write_eval_dir(directory / run, run, answers, architecture=architecture,
+                                   settings=settings_for(architecture, documents_read=documents)))
+    output = directory / "visualization"
+    vis.main(["--data_root", str(root), "--output", str(output), "--num_instances", "8", "--num_documents", "3",
+              "--eval_dirs", *map(str, runs)])
+    chromium = Chromium(directory / "profile")
+    chromium.open((output / "index.html").as_uri())
+    yield chromium, rules
+    chromium.close()
+
+
+def choose(browser, control: str, value: str) -> None:
+    browser.evaluate(f"{{ const c = document.getElementById({control!r}); c.value = {value!r}; "
+                     "c.dispatchEvent(new Event('change')); }")
+
+
+def test_answers_show_on_the_eval_split_and_filter_where_retrieval_helped_or_hurt(answered, tmp_path):
+    browser, rules = answered
+    assert browser.evaluate("document.getElementById('outcome').closest('label').hidden")  # train split first
+    assert browser.evaluate("document.querySelectorAll('.badge.right, .badge.wrong').length") == 0
+    choose(browser, "split", "eval")
+    badges = browser.evaluate("[...document.querySelectorAll('article.instance')].map(a => [Number(a.dataset.index),"
+                              " [...a.querySelectorAll('.badge.right, .badge.wrong')].map(b => [b.textContent,"
+                              " b.classList.contains('right')])])")
+    assert [index for index, _ in badges] == list(range(8))
+    for index, marks in badges:
+        assert [(text.split(":")[0], right) for text, right in marks] == [(run, rule(index))
+                                                                        for run, rule in rules.items()]
+        assert all(text.endswith("✓" if right else "✗") for text, right in marks)
+    options = browser.evaluate("[...document.getElementById('outcome').options].map(o => o.value)")
+    assert options == ["all", "helped:zemi_base", "hurt:zemi_base"]
+    no_aug, zemi = rules.values()
+    choose(browser, "outcome", "helped:zemi_base")
+    helped = [n for n in range(8) if zemi(n) and not no_aug(n)]
+    assert shown_indices(browser) == helped
+    assert browser.evaluate("document.getElementById('count').textContent") == f"{len(helped)} of 8 examples match"
+    browser.screenshot(tmp_path / "helped.png")
+    choose(browser, "outcome", "hurt:zemi_base")
+    assert shown_indices(browser) == [n for n in range(8) if no_aug(n) and not zemi(n)]
+    search_for(browser, "zzzznotaword")  # the word filter and the answers filter both apply
+    assert shown_indices(browser) == []
+    search_for(browser, "")
+    choose(browser, "outcome", "all")
+    assert shown_indices(browser) == list(range(8))
+    assert not [event for event in browser.events if event["method"] == "Runtime.exceptionThrown"]

@@ -5,12 +5,16 @@ from __future__ import annotations
 
 import json
 import re
+import shutil
 from pathlib import Path
 
 import pytest
 from datasets import load_from_disk
 from hypothesis import given, settings, strategies as st
 
+from tests.evaluation_files import (ZEMI, Template, from_template_dir, gold_of, settings_for, write_eval_dir,
+                                    wrong_of)
+from zemi.errors import run_entry
 from zemi.tools import retrieval_page as page_module
 from zemi.tools import visualize_retrieval as vis
 from zemi.data import build
@@ -135,3 +139,75 @@ def test_summary_of_a_split():
     assert page_module.histogram([2.0, 2.0]) == page_module.Histogram([2.0, 2.0], [2])
     table = page_module.overview_table({"colors": {"eval": summary}}, top_k=(1, 2, 30))
     assert 'data-k="1" data-hits="1" data-total="4">25%' in table and 'data-k="30" title="only 2 documents' in table
+
+
+def test_the_committed_page_is_regenerated_byte_for_byte(tmp_path):
+    """Without --eval_dirs the page is what it was: the committed demo page, rebuilt from its own text files and
+    summaries, with regenerate_demo.sh's title."""
+    committed = REPO / "visualization"
+    title = re.search(r'--title "([^"]+)"', (committed / "regenerate_demo.sh").read_text()).group(1)
+    copy = tmp_path / "visualization"
+    shutil.copytree(committed, copy)
+    (copy / "index.html").unlink()
+    assert vis.write_index_html(copy, title).read_bytes() == (committed / "index.html").read_bytes()
+
+
+@pytest.fixture(scope="module")
+def built_root(tmp_path_factory) -> Path:
+    root = tmp_path_factory.mktemp("built") / "30aug"
+    build.main(["--tasks", str(FIXTURE_TASK), "--corpus", str(CORPUS), "--num_documents", "3000",
+                "--output", str(root)])
+    return root
+
+
+def answering_runs(root: Path, directory: Path) -> tuple[Path, Path]:
+    """No Aug right on even rows; Zemi (3 documents) right unless the row is 2 mod 3; on every template."""
+    def runs_rule(rule):
+        return [from_template_dir(path, lambda n, example: gold_of(example) if rule(n) else wrong_of(example))
+                for path in vis.template_dirs(root / "wordnet_acts")]
+
+    no_aug = write_eval_dir(directory / "no_aug", "no_aug_base", runs_rule(lambda n: n % 2 == 0))
+    zemi = write_eval_dir(directory / "zemi", "zemi_base", runs_rule(lambda n: n % 3 != 2), architecture=ZEMI,
+                          settings=settings_for(ZEMI, documents_read=3))
+    return no_aug, zemi
+
+
+def test_eval_dirs_add_each_runs_answers_and_the_helped_and_hurt_counts(built_root, tmp_path):
+    no_aug, zemi = answering_runs(built_root, tmp_path)
+    plain, answered = tmp_path / "plain", tmp_path / "answered"
+    common = ["--data_root", str(built_root), "--num_instances", "4", "--num_documents", "3"]
+    vis.main([*common, "--output", str(plain)])
+    vis.main([*common, "--output", str(answered), "--eval_dirs", str(no_aug), str(zemi)])
+    page = (answered / "index.html").read_text()
+    script = re.search(r"// Runs' answers .*?\noutcome\.addEventListener\(\"change\", \(\) => show\(\)\);\n", page,
+                       re.S).group(0)
+    assert page.replace(script, "") == (plain / "index.html").read_text()  # the answers are all it adds
+    data = json.loads(re.search(r"const PREDICTIONS = (.*);\n", page).group(1).replace("<\\/", "</"))["wordnet_acts"]
+    template = vis.template_dirs(built_root / "wordnet_acts")[0]
+    validation = load_from_disk(str(template))["validation"]
+    assert data["template"] == template.name and [m["name"] for m in data["methods"]] == ["no_aug_base", "zemi_base"]
+    assert data["reference"] == 0 and [m["step"] for m in data["methods"]] == [1, 1]
+    rows = range(len(validation))
+    helped = sum(n % 3 != 2 and n % 2 == 1 for n in rows)
+    hurt = sum(n % 3 == 2 and n % 2 == 0 for n in rows)
+    assert data["filters"] == [{"method": "zemi_base", "helped": helped, "hurt": hurt, "examples": len(validation)}]
+    shown = {record["index"] for views in [json.loads(re.search(r"const DATA = (.*);\n", page).group(1)
+                                                      .replace("<\\/", "</"))["wordnet_acts"]["eval"]]
+             for records in views.values() for record in records}
+    assert {int(i) for i in data["examples"]} == shown and len(shown) < len(validation)
+    for index, answers in data["examples"].items():
+        example = validation[int(index)]
+        choices = [c.strip() for c in example["answer_choices"]]
+        for (text, right), rule in zip(answers, (lambda n: n % 2 == 0, lambda n: n % 3 != 2)):
+            assert right == rule(int(index))
+            assert text == choices[gold_of(example) if right else wrong_of(example)]
+
+
+def test_eval_dirs_without_per_example_files_are_refused(built_root, tmp_path, capsys):
+    old = write_eval_dir(tmp_path / "old", "no_aug_base",
+                         [Template("wordnet_acts", vis.template_dirs(built_root / "wordnet_acts")[0].name, [0], [0])],
+                         legacy=True)
+    with pytest.raises(SystemExit) as stop:
+        run_entry(vis.main, ["--data_root", str(built_root), "--output", str(tmp_path / "out"), "--eval_dirs",
+                             str(old)])
+    assert stop.value.code == 2 and str(old) in capsys.readouterr().err

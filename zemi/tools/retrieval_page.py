@@ -194,12 +194,14 @@ def overview_table(summaries: dict[str, dict[str, SplitSummary]], top_k: Sequenc
             f'<tbody>{"".join(rows)}</tbody></table>')
 
 
-def render_page(title: str, summaries: dict[str, dict[str, SplitSummary]], views: dict) -> str:
+def render_page(title: str, summaries: dict[str, dict[str, SplitSummary]], views: dict, extension: str = "") -> str:
     """The whole page: `views[task][split][kind]` lists `instance_record`s; no external resource, so it works from
-    file:// and offline."""
+    file:// and offline. `extension` is script run after the page's functions are defined and before it first shows
+    anything (`page_predictions.script`); without one the page is byte for byte what it was before extensions."""
     payload = json.dumps(views, ensure_ascii=False, separators=(",", ":")).replace("</", "<\\/")
-    return (_PAGE.replace("__TITLE__", html.escape(title)).replace("__OVERVIEW__", overview_table(summaries))
+    head = (_PAGE_HEAD.replace("__TITLE__", html.escape(title)).replace("__OVERVIEW__", overview_table(summaries))
             .replace("__TOP_K__", ", ".join(map(str, TOP_K))).replace("__DATA__", payload))
+    return head + extension + _PAGE_TAIL
 
 
 _PAGE = """<!DOCTYPE html>
@@ -337,7 +339,7 @@ function show() {
   for (const row of document.querySelectorAll("#overview tbody tr"))
     row.classList.toggle("current", row.dataset.task === task.value && row.dataset.split === split.value);
 }
-fill(task, Object.keys(DATA));
+__EXTENSION__fill(task, Object.keys(DATA));
 for (const control of [task, split, kind]) control.addEventListener("change", show);
 search.addEventListener("input", show);
 for (const row of document.querySelectorAll("#overview tbody tr")) row.addEventListener("click", () => {
@@ -347,3 +349,5 @@ for (const row of document.querySelectorAll("#overview tbody tr")) row.addEventL
 show();
 </script></body></html>
 """
+# The extension goes between the two parts, after the inserted data: no text of the data can be taken for a marker.
+_PAGE_HEAD, _PAGE_TAIL = _PAGE.split("__EXTENSION__")

@@ -6,6 +6,8 @@ for task instances.
 writes `<output>/{first50,top50_highest_score,top50_lowest_score}_retrieval_instances/retrieval_vis_{train,eval}__
 <dataset_dir>.txt`, `<output>/summaries/<dataset_dir>.json` (over all examples: how often the gold answer is in the
 top-k documents, the best scores' histogram) and `<output>/index.html`; `parse_instances` reads the text files back.
+With `--eval_dirs` (evaluation output directories), the page also shows each run's answer on every example of the
+eval split, at the run's best checkpoint, and filters the examples where retrieval helped or hurt.
 """
 
 from __future__ import annotations
@@ -19,8 +21,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Sequence
 
+from zemi.errors import run_entry
 from zemi.io import write_text_atomic
-from zemi.tools import retrieval_page
+from zemi.tools import page_predictions, retrieval_page
 
 logger = logging.getLogger(__name__)
 
@@ -171,9 +174,10 @@ def write_summary(dataset_dir: Path, output: Path, summaries: dict[str, retrieva
     return path
 
 
-def write_index_html(output: Path, title: str = "") -> Path:
+def write_index_html(output: Path, title: str = "",
+                     answers: dict[str, page_predictions.TaskAnswers] | None = None) -> Path:
     """The retrieval browser: every visualization file under `output` (parsed back from the files) and the
-    per-task summaries beside them, in one static page."""
+    per-task summaries beside them, in one static page; with `answers`, the runs' answers on the eval split."""
     views: dict = {}
     for path in sorted(output.glob("*_retrieval_instances/retrieval_vis_*.txt")):
         split, task = path.stem.removeprefix("retrieval_vis_").split("__", 1)
@@ -189,8 +193,13 @@ def write_index_html(output: Path, title: str = "") -> Path:
             data = json.loads(path.read_text(encoding="utf-8"))
             summaries[task] = {split: retrieval_page.summary_from_json(data[split]) for split in SPLIT_NAMES
                                if split in data}
+    extension = ""
+    if answers:
+        shown = {task: {record["index"] for records in views[task].get("eval", {}).values() for record in records}
+                 for task in views}
+        extension = page_predictions.script(page_predictions.payload(answers, shown))
     target = output / "index.html"
-    write_text_atomic(target, retrieval_page.render_page(title or output.name, summaries, views))
+    write_text_atomic(target, retrieval_page.render_page(title or output.name, summaries, views, extension))
     return target
 
 
@@ -206,6 +215,11 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--num_instances", type=int, default=50)
     parser.add_argument("--num_documents", type=int, default=5, help="documents shown per instance")
     parser.add_argument("--title", default=None, help="what the page says it shows (default: the data root)")
+    parser.add_argument("--eval_dirs", nargs="*", default=None, metavar="EVAL_DIR",
+                        help="evaluation output directories of runs evaluated on these tasks: the page shows each "
+                             "run's answer on the eval split's examples (the template shown, at the run's best "
+                             "checkpoint) and filters where retrieval helped or hurt (an augmented run right where "
+                             "No Aug is wrong, and the reverse)")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     root, output = Path(args.data_root), Path(args.output)
@@ -213,8 +227,11 @@ def main(argv: Sequence[str] | None = None) -> None:
     for name in names:
         visualize_task(root / name, output, num_instances=args.num_instances, num_documents=args.num_documents)
     title = args.title or "/".join(root.resolve().parts[-2:])
-    logger.info("wrote %s", write_index_html(output, title))
+    answers = None
+    if args.eval_dirs:
+        answers = page_predictions.load_answers(args.eval_dirs, {name: template_dirs(root / name)[0] for name in names})
+    logger.info("wrote %s", write_index_html(output, title, answers))
 
 
 if __name__ == "__main__":
-    main()
+    run_entry(main)

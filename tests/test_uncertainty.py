@@ -1,0 +1,117 @@
+"""The bootstrap behind the report's intervals and paired tests: degenerate and covering intervals, templates and
+seeds resampled as documented, the p-value's two ends, its speed, and reading the per-example files."""
+
+from __future__ import annotations
+
+import json
+import time
+
+import numpy as np
+import pytest
+
+from tests.evaluation_files import Template, write_eval_dir
+from zemi.errors import ConfigError, MissingInputError
+from zemi.tools.uncertainty import TaskOutcomes, bootstrap, interval, paired_p_value, read_predictions
+
+pytestmark = pytest.mark.unit
+
+
+def outcomes(*templates: np.ndarray) -> TaskOutcomes:
+    return TaskOutcomes.from_templates({f"t{i}": (np.arange(len(c)), c) for i, c in enumerate(templates)})
+
+
+def one_interval(task: TaskOutcomes, resamples: int = 1000, seed: int = 0) -> tuple[float, float]:
+    return interval(bootstrap({"m": {"task": [task]}}, resamples=resamples, seed=seed)["m"]["task"])
+
+
+def test_a_predictor_that_is_always_right_or_always_wrong_has_a_point_interval():
+    assert one_interval(outcomes(np.ones(50, bool))) == (1.0, 1.0)
+    assert one_interval(outcomes(np.zeros(50, bool))) == (0.0, 0.0)
+    # One template always right, the other always wrong: every resample's task mean is 0.5.
+    assert one_interval(outcomes(np.ones(50, bool), np.zeros(50, bool))) == (0.5, 0.5)
+
+
+def test_the_interval_covers_the_true_accuracy_about_95_percent_of_the_time():
+    true_accuracy, examples, repetitions = 0.7, 200, 400
+    rng = np.random.default_rng(12345)
+    covered = 0
+    for repetition in range(repetitions):
+        low, high = one_interval(outcomes(rng.random(examples) < true_accuracy), seed=repetition)
+        covered += low <= true_accuracy <= high
+    # Seeded, so the same count every run; the band is +-3 standard errors of a 95 % coverage over 400 repetitions.
+    assert 0.917 <= covered / repetitions <= 0.983, covered
+
+
+def test_templates_of_a_task_are_resampled_on_the_same_examples():
+    rng = np.random.default_rng(0)
+    right = rng.random(300) < 0.6
+    single = one_interval(outcomes(right))
+    # Two templates answering alike: drawn together, the task's spread is the single template's; drawn apart, the
+    # mean of two would be narrower by about 1/sqrt(2).
+    assert one_interval(outcomes(right, right.copy())) == pytest.approx(single)
+    # Templates over different examples each keep their own accuracy in every resample.
+    task = TaskOutcomes.from_templates({"a": (np.arange(0, 100), np.ones(100, bool)),
+                                        "b": (np.arange(50, 150), np.zeros(100, bool))})
+    assert task.accuracy() == 0.5 and one_interval(task) == (0.5, 0.5)
+
+
+def test_seeds_add_their_spread_and_identical_seeds_add_none():
+    rng = np.random.default_rng(1)
+    base = outcomes(rng.random(400) < 0.6)
+    alone = bootstrap({"m": {"task": [base]}}, resamples=1000)["m"]["task"]
+    three = bootstrap({"m": {"task": [base, base, base]}}, resamples=1000)["m"]["task"]
+    assert np.allclose(alone, three, rtol=0, atol=1e-12)
+    others = [outcomes(rng.random(400) < p) for p in (0.45, 0.6, 0.75)]
+    spread = bootstrap({"m": {"task": others}}, resamples=1000)["m"]["task"]
+    assert np.ptp(interval(spread)) > 1.5 * np.ptp(interval(alone))
+    assert np.mean(spread) == pytest.approx(np.mean([o.accuracy() for o in others]), abs=0.01)
+
+
+def test_paired_p_is_one_for_identical_predictions_and_small_for_a_clear_improvement():
+    rng = np.random.default_rng(2)
+    a = rng.random(500) < 0.6
+    same = bootstrap({"a": {"task": [outcomes(a)]}, "b": {"task": [outcomes(a.copy())]}})
+    assert paired_p_value(same["a"]["task"] - same["b"]["task"]) == 1.0
+    errors = np.flatnonzero(~a)
+    better = a.copy()
+    better[errors[: int(0.6 * len(errors))]] = True  # right on 60 % of a's errors, the same elsewhere
+    pair = bootstrap({"a": {"task": [outcomes(a)]}, "b": {"task": [outcomes(better)]}})
+    difference = pair["b"]["task"] - pair["a"]["task"]
+    assert paired_p_value(difference) < 0.005 and interval(difference)[0] > 0
+    # As many fixed as broken: no evidence either way.
+    mixed = a.copy()
+    mixed[errors[:30]] = True
+    mixed[np.flatnonzero(a)[:30]] = False
+    pair = bootstrap({"a": {"task": [outcomes(a)]}, "b": {"task": [outcomes(mixed)]}})
+    assert paired_p_value(pair["b"]["task"] - pair["a"]["task"]) > 0.5
+
+
+def test_thousands_of_resamples_of_ten_thousand_examples_take_well_under_a_second():
+    task = outcomes(np.random.default_rng(3).random(10_000) < 0.7)
+    bootstrap({"m": {"task": [task]}}, resamples=200)  # warm-up
+    elapsed = min(_timed(lambda: bootstrap({"m": {"task": [task]}}, resamples=2000)) for _ in range(2))
+    assert elapsed < 1.0, elapsed
+
+
+def _timed(function) -> float:
+    start = time.perf_counter()
+    function()
+    return time.perf_counter() - start
+
+
+def test_per_example_files_are_checked_against_their_row(tmp_path):
+    directory = write_eval_dir(tmp_path / "eval", "run", [Template("copa", "a", [0, 1, 1, 0], [0, 1, 0, 0])])
+    row = json.loads((directory / "results.json").read_text())["results"][0]
+    predictions = read_predictions(directory, row)
+    assert predictions.correct.tolist() == [True, True, False, True] and predictions.index.tolist() == [0, 1, 2, 3]
+    file = directory / row["predictions"]
+    with pytest.raises(ConfigError, match=str(file)) as error:
+        read_predictions(directory, {**row, "accuracy": 0.5})
+    assert "0.750000" in str(error.value) and "0.500000" in str(error.value)
+    with pytest.raises(MissingInputError, match=str(directory / "predictions/elsewhere.json")):
+        read_predictions(directory, {**row, "predictions": "predictions/elsewhere.json"})
+    data = json.loads(file.read_text())
+    file.write_text(json.dumps({**data, "index": [0, 2, 1, 3]}))
+    with pytest.raises(ConfigError, match="ascending"):
+        read_predictions(directory, row)
+    assert read_predictions(directory, {key: value for key, value in row.items() if key != "predictions"}) is None
