@@ -11,6 +11,7 @@ from itertools import islice
 
 import pytest
 import torch
+from safetensors.torch import load_file, save_file
 
 from tests.helpers import REPO, ZEMI, run_module, write_run_dir
 from zemi.errors import ConfigError, MissingInputError
@@ -131,3 +132,27 @@ def test_a_held_out_question_from_a_template_directory(setup, data_root, capsys)
     with pytest.raises(ConfigError, match="validation rows"):
         predict.main(["--model", str(setup["zemi"]), "--index", str(setup["index"]), "--template_dir",
                       str(template), "--row", "100000"])
+
+
+def test_a_prediction_scores_each_choice_as_the_evaluation_does(setup, backbone_dir, data_root, tmp_path, one_thread):
+    """One rule for batching in predict and evaluation: Zemi's resampler attends to its documents' padding, so a
+    prediction must pad them as evaluation does, or the same example gets two scores."""
+    from datasets import load_from_disk
+
+    from tests.helpers import TINY_PERCEIVER, evaluate
+
+    run = write_run_dir(tmp_path / "zemi", backbone_dir, architecture=ZEMI, steps=(1,), perceiver=TINY_PERCEIVER)
+    weights = run / "step_1" / "model.safetensors"
+    opened = {name: value.fill_(0.8) if name.endswith("_gate") else value for name, value in load_file(weights).items()}
+    save_file(opened, weights, metadata={"format": "pt"})  # open the gates: the documents change the scores
+    row = evaluate(run, data_root, tmp_path / "eval")["results"][0]
+    evaluated = json.loads((tmp_path / "eval" / row["predictions"]).read_text())
+    examples = load_from_disk(row["template_path"])["validation"]
+    # the documents come from the template's rows; the index is only what a Zemi predictor must be given
+    predictor = predict.Predictor.load(str(run), index=LocalIndex.open(setup["index"]))
+    for position in range(len(evaluated["index"])):
+        example = examples[evaluated["index"][position]]
+        documents = [predict.Document(i, d["score"], d["inputs_pretokenized"])
+                     for i, d in enumerate(example["chosen_examples"])]
+        result = predictor.predict(example["inputs_pretokenized"], documents, choices=example["answer_choices"])
+        assert [c["log_prob"] for c in result.choices] == pytest.approx(evaluated["scores"][position], abs=1e-4)

@@ -35,6 +35,7 @@ from zemi.retrieval.examples import QUERY_WORDS, field_query
 from zemi.retrieval.local_index import Document, LocalIndex
 from zemi.run.config import EvalConfig
 from zemi.run.evaluation import EvalSource, load_tokenizer
+from zemi.run.method import collator_for
 from zemi.run.objectives import choice_scores
 
 logger = logging.getLogger(__name__)
@@ -81,7 +82,10 @@ class Predictor:
                               f"{model.config.vocab_size} embeddings: they do not belong together")
         input_eos = bool(source.run and source.run.args.get("input_eos"))
         featurizer = Featurizer(tokenizer, source.method.rules, source.lengths, input_eos=input_eos)
-        return cls(source, found_step if source.run else None, model, featurizer, Collator(tokenizer.pad_token_id))
+        # evaluation's batching rule, so that a prediction scores an example exactly as zemi.evaluate does (Zemi's
+        # resampler attends to its documents' padding)
+        collator = collator_for(source.method, source.lengths, tokenizer.pad_token_id)
+        return cls(source, found_step if source.run else None, model, featurizer, collator)
 
     @property
     def method(self) -> str:
