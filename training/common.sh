@@ -1,11 +1,14 @@
-# The launcher behind the eight training/*_{base,large}.sh scripts: train, evaluate on the held-out
+# The launcher behind the eight training/*_{base,large}.sh scripts: train (one run per seed), evaluate on the held-out
 # tasks, report. A script sources it first: it moves to the repository root and reads SETUP_ENV.sh. Every value of
 # the recipe comes from zemi-train's and zemi-eval's --preset ($ZEMI_PRESET); an environment override below becomes
 # its flag only when it is set. Each function prints the full command it runs.
-#   SKIP_TRAIN=1       evaluate the existing run directory instead of training (e.g. the authors' checkpoints
+#   SEEDS="42 43 44"   one run per seed (default: 42, the paper's); seed 42's run directory is <method>_<size>, the
+#                      others' <method>_<size>_seed<N>; the report aggregates a method's seeds
+#   SKIP_TRAIN=1       evaluate the existing run directories instead of training (e.g. the authors' checkpoints
 #                      placed at output/p3_finetuning/<method>_<size>)
 
 AUTHORS_DOWNLOAD="https://uofi.box.com/s/wnt6cv7icuir4q3wb2a6viuyklme5dga"
+PAPER_SEED=42
 
 zemi_fail() { echo "ERROR: $*" >&2; exit 2; }
 
@@ -28,8 +31,9 @@ NUM_MACHINES="${NUM_MACHINES:-1}" MACHINE_RANK="${MACHINE_RANK:-0}"
 # MAIN_PROCESS_PORT: unset leaves the port to an accelerate config file, else 20655 (zemi_launch).
 MAIN_PROCESS_IP="${MAIN_PROCESS_IP:-}" MAIN_PROCESS_PORT="${MAIN_PROCESS_PORT:-}"
 NUM_PROCESSES="${NUM_PROCESSES:-$(( (NUM_GPUS > 0 ? NUM_GPUS : 1) * NUM_MACHINES ))}"  # over all machines
+SEEDS="${SEEDS:-$PAPER_SEED}"
 [ -n "${ZEMI_QUIET:-}" ] || echo "[common.sh] processes=$NUM_PROCESSES (GPUs: $NUM_GPUS, machines: $NUM_MACHINES)" \
-    "precision=$MIXED_PRECISION"
+    "precision=$MIXED_PRECISION seeds=$SEEDS"
 
 # zemi_flags FLAG VARIABLE [FLAG VARIABLE ...]: the lines "FLAG" and "value" for each VARIABLE that is set.
 zemi_flags() {
@@ -133,12 +137,17 @@ zemi_check_model() {
   HF_HUB_OFFLINE=1 with a filled cache), or point LM_BASE / LM_LARGE at a local T5 directory."
 }
 
-# zemi_train RUN SIZE [method flags...]
+# zemi_run_name METHOD SIZE SEED: seed 42 keeps the paper's name (SKIP_TRAIN finds the authors' checkpoint there).
+zemi_run_name() {
+    if [ "$3" = "$PAPER_SEED" ]; then echo "$1_$2"; else echo "$1_$2_seed$3"; fi
+}
+
+# zemi_train RUN SIZE SEED [method flags...]
 zemi_train() {
-    local run="$1" size="$2"; shift 2
+    local run="$1" size="$2" seed="$3"; shift 3
     local run_dir="$OUTPUT_SRC_ROOT/p3_finetuning/$run" flags
     mapfile -t flags < <(zemi_preset_flags; zemi_list_flag --dataset_dir_names TRAIN_MIXTURE; zemi_flags \
-        --model_size size --dataset_root_path AUG_DATA_ROOT --num_train_epochs EPOCHS \
+        --model_size size --seed seed --dataset_root_path AUG_DATA_ROOT --num_train_epochs EPOCHS \
         --learning_rate LR --gradient_accumulation_steps GRAD_ACCUM --per_device_eval_batch_size EVAL_BS \
         --max_length MAX_LENGTH --aug_max_length AUG_MAX_LENGTH --target_max_length TARGET_MAX_LENGTH \
         --sample_n SAMPLE_N --warmup_ratio WARMUP_RATIO --lr_scheduler_type LR_SCHEDULER --weight_decay WEIGHT_DECAY \
@@ -172,31 +181,41 @@ zemi_evaluate() {
         $EXTRA_EVAL_ARGS
 }
 
-# zemi_train_and_evaluate METHOD SIZE [method flags...]: train (unless SKIP_TRAIN) and evaluate <method>_<size>.
+# zemi_train_and_evaluate METHOD SIZE [method flags...]: for each of SEEDS, train (unless SKIP_TRAIN) and evaluate.
 zemi_train_and_evaluate() {
-    local method="$1" size="$2"; shift 2
-    local run="${method}_$size"
+    local method="$1" size="$2" seed run runs=(); shift 2
+    for seed in $SEEDS; do runs+=("$(zemi_run_name "$method" "$size" "$seed")"); done
     if [ -n "${SKIP_TRAIN:-}" ]; then
-        [ -f "$OUTPUT_SRC_ROOT/p3_finetuning/$run/args.json" ] || zemi_fail "SKIP_TRAIN is set but \
+        for run in "${runs[@]}"; do
+            [ -f "$OUTPUT_SRC_ROOT/p3_finetuning/$run/args.json" ] || zemi_fail "SKIP_TRAIN is set but \
 $OUTPUT_SRC_ROOT/p3_finetuning/$run has no args.json.
   Place the authors' checkpoints ('checkpoints' at $AUTHORS_DOWNLOAD) at $OUTPUT_SRC_ROOT/p3_finetuning/<method>_<size>."
+        done
         zemi_check_data "$size"
-        echo "[$run] SKIP_TRAIN: evaluating the existing run directory $OUTPUT_SRC_ROOT/p3_finetuning/$run"
     else
         zemi_check_model "$size"
         zemi_check_data "$size" train
-        zemi_train "$run" "$size" "$@"
     fi
-    zemi_evaluate "$run"
+    for seed in $SEEDS; do
+        run="$(zemi_run_name "$method" "$size" "$seed")"
+        if [ -n "${SKIP_TRAIN:-}" ]; then
+            echo "[$run] SKIP_TRAIN: evaluating the existing run directory $OUTPUT_SRC_ROOT/p3_finetuning/$run"
+        else
+            zemi_train "$run" "$size" "$seed" "$@"
+        fi
+        zemi_evaluate "$run"
+    done
 }
 
-# zemi_report SIZE: Table 1 over every method of that size evaluated so far.
+# zemi_report SIZE: Table 1 over every method of that size evaluated so far, each method's seeds together.
 zemi_report() {
-    local size="$1" method report_dir args=()
+    local size="$1" method eval_dir run report_dir args=()
     for method in no_aug concat fid zemi; do
-        if [ -d "$OUTPUT_SRC_ROOT/eval/${method}_$size" ]; then
-            args+=("$OUTPUT_SRC_ROOT/eval/${method}_$size" --label "${method}_$size=$method")
-        fi
+        for eval_dir in "$OUTPUT_SRC_ROOT/eval/${method}_$size" "$OUTPUT_SRC_ROOT/eval/${method}_${size}_seed"*; do
+            [ -d "$eval_dir" ] || continue
+            run="$(basename "$eval_dir")"
+            args+=("$eval_dir" --label "$run=$method")
+        done
     done
     report_dir="$(zemi_preset_value report_dir "$size")" || exit 2
     local command=("$PYTHON" -m zemi report "${args[@]}" --output_dir "$report_dir")

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # No Aug: T5 (t5-base-lm-adapt) fine-tuned on the P3 mixture without documents.
-# Multitask training on the P3 mixture, zero-shot evaluation on the held-out tasks, then
+# Multitask training on the P3 mixture (one run per seed of SEEDS), zero-shot evaluation on the held-out tasks, then
 # Table 1. The recipe: the preset of zemi/run/presets.py (ZEMI_PRESET); overrides: training/common.sh and the README.
 # SKIP_TRAIN=1 evaluates an existing run directory instead, e.g. the authors' checkpoint placed at
 # output/p3_finetuning/no_aug_base.
