@@ -18,7 +18,8 @@ export DATA_ROOT="${DATA_ROOT:-$ZEMI_REPO_ROOT/data}"
 export TRAINING_SRC_ROOT="${TRAINING_SRC_ROOT:-$ZEMI_REPO_ROOT/training}"
 export EVAL_SRC_ROOT="${EVAL_SRC_ROOT:-$ZEMI_REPO_ROOT/training}"  # the same scripts train and evaluate
 # The preset's output root (output/, or output/demo/ for the demo), which also checks the preset's name.
-preset_output="$(cd "$ZEMI_REPO_ROOT" && "$PYTHON" -m zemi preset --preset "$ZEMI_PRESET" --get output_root 2>/dev/null)" || {
+preset_output="$(cd "$ZEMI_REPO_ROOT" && "$PYTHON" -m zemi preset --preset "$ZEMI_PRESET" --data_root "$DATA_ROOT" \
+    --get output_root)" || {
     echo "ERROR: cannot read preset '$ZEMI_PRESET' with $PYTHON (the presets: paper, demo; run 'make install' first?)" >&2
     return 2 2>/dev/null || exit 2; }
 export OUTPUT_SRC_ROOT="${OUTPUT_SRC_ROOT:-$ZEMI_REPO_ROOT/$preset_output}"

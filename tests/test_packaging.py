@@ -121,6 +121,18 @@ def test_the_command_table_and_the_console_scripts_name_the_same_commands(monkey
 
 
 @pytest.mark.unit
+def test_python_m_zemi_lists_the_commands_and_refuses_an_unknown_one(capsys):
+    from zemi.__main__ import main
+
+    assert main(["--help"]) == 0
+    listed = capsys.readouterr().out
+    assert all(f"  {name} " in listed for name in COMMANDS), listed
+    assert main(["nope"]) == 2
+    refused = capsys.readouterr().err
+    assert "unknown command 'nope'" in refused and all(name in refused for name in COMMANDS)
+
+
+@pytest.mark.unit
 @pytest.mark.parametrize("module", sorted({module for module, _ in COMMANDS.values()} | set(AUTHORS_MODULES)))
 def test_every_commands_help_shows_each_default_once(module):
     text = help_text(importlib.import_module(module).main)
