@@ -124,3 +124,8 @@ def test_every_recipe_value_is_a_training_option():
     fields = TrainConfig.__dataclass_fields__
     for preset in presets.PRESETS.values():
         assert set(preset.recipe) <= set(fields)
+
+
+def test_an_abbreviated_preset_flag_selects_the_same_defaults():
+    """argparse takes `--pres` for `--preset`; the preset's defaults must follow what the parser understood."""
+    assert train(*ZEMI, "--pres", "demo", "--data_root", DATA) == train(*ZEMI, "--preset", "demo", "--data_root", DATA)

@@ -67,15 +67,16 @@ class HelpFormatter(argparse.RawDescriptionHelpFormatter):
         return super()._format_args(action, default_metavar)
 
 
-def new_parser(description: str | None = None) -> argparse.ArgumentParser:
+def _new_parser(description: str | None) -> argparse.ArgumentParser:
     """An empty parser with the project's help formatter."""
     return argparse.ArgumentParser(description=inspect.cleandoc(description) if description else None,
                                    formatter_class=HelpFormatter)
 
 
-def add_options(parser: argparse.ArgumentParser, config_class: type, defaults: Mapping[str, Any] | None = None,
-                ) -> argparse.ArgumentParser:
-    """One argument per field of `config_class`; `defaults` replace the fields' own defaults (a preset's)."""
+def _add_options(parser: argparse.ArgumentParser, config_class: type, defaults: Mapping[str, Any] | None = None,
+                 *, given_only: bool = False) -> None:
+    """One argument per field of `config_class`; `defaults` replace the fields' own defaults (a preset's).
+    `given_only`: no defaults and nothing required, so that parsing yields only the options given."""
     defaults = defaults or {}
     hints = typing.get_type_hints(config_class)
     for f in dataclasses.fields(config_class):
@@ -96,8 +97,9 @@ def add_options(parser: argparse.ArgumentParser, config_class: type, defaults: M
             kwargs.setdefault("type", _scalar_type(hints[f.name]))
             if not kwargs.get("required"):
                 kwargs["default"] = list(default) if isinstance(default, tuple) else default
+        if given_only:
+            kwargs.update(default=argparse.SUPPRESS, required=False)
         parser.add_argument(*flags, **kwargs)
-    return parser
 
 
 def _scalar_type(annotation: Any) -> Callable[[str], Any]:
@@ -124,10 +126,10 @@ def parse_config(config_class: type[T], argv: Sequence[str] | None, description:
     resolved = {}
     if defaults is not None:
         resolved = defaults(_given(argv, [c for c in (selector, config_class) if c is not None]))
-    parser = new_parser(description)
+    parser = _new_parser(description)
     for options in (selector, config_class):
         if options is not None:
-            add_options(parser, options, resolved)
+            _add_options(parser, options, resolved)
     values = vars(parser.parse_intermixed_args(argv) if intermixed else parser.parse_args(argv))
     names = {f.name for f in dataclasses.fields(config_class)}
     config = config_class(**{name: value for name, value in values.items() if name in names})
@@ -139,11 +141,9 @@ def parse_config(config_class: type[T], argv: Sequence[str] | None, description:
 
 def _given(argv: Sequence[str] | None, option_classes: Sequence[type]) -> dict[str, Any]:
     """The options that `argv` gives explicitly, parsed (nothing required, no help, unknown words left alone)."""
-    parser = argparse.ArgumentParser(add_help=False, allow_abbrev=False)
+    parser = argparse.ArgumentParser(add_help=False)
     for options in option_classes:
-        add_options(parser, options)
-    for action in parser._actions:
-        action.default, action.required = argparse.SUPPRESS, False
+        _add_options(parser, options, given_only=True)
     given, _ = parser.parse_known_args(argv)
     return vars(given)
 

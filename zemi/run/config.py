@@ -157,7 +157,7 @@ class TrainConfig(RunOptions):
         })
         if self.use_processed_dataset:
             logger.warning("--use_processed_dataset is accepted for compatibility and has no effect")
-        _check_document_counts(self.fit_aug_num, self.concat_aug_num)
+        _check_fit_aug_num(self.fit_aug_num)
         if self.resume_from_checkpoint not in (None, "latest") and \
                 not (Path(self.resume_from_checkpoint) / "trainer_state.json").is_file():
             raise ConfigError(f"--resume_from_checkpoint {self.resume_from_checkpoint} is not a training state "
@@ -225,7 +225,7 @@ class EvalConfig(RunOptions):
             logger.warning("--model_architecture is ignored, as in the authors' script: the run's args.json decides")
         if self.saved_model_step < -1:
             raise ConfigError(f"--saved_model_step must be -1 (every checkpoint) or a step, got {self.saved_model_step}")
-        _check_document_counts(self.fit_aug_num, self.concat_aug_num)
+        _check_fit_aug_num(self.fit_aug_num)
         if not self.processed_dataset_paths:
             self.processed_dataset_paths = held_out_templates(self.dataset_root_path, self.tasks)
 
@@ -249,12 +249,10 @@ def _visible_entries(directory: Path) -> list[str]:
     return [entry.name for entry in directory.iterdir() if not entry.name.startswith(".")]
 
 
-def _check_document_counts(fit_aug_num: int | None, concat_aug_num: int | None) -> None:
+def _check_fit_aug_num(fit_aug_num: int | None) -> None:
     if fit_aug_num is not None and fit_aug_num != -1 and fit_aug_num < 1:
         raise ConfigError(f"--fit_aug_num must be -1 (off) or a positive number of documents to fold into the model's "
                           f"slots, got {fit_aug_num}")
-    if concat_aug_num is not None and concat_aug_num < 0:
-        raise ConfigError(f"--concat_aug_num must be >= 0 (0: No Aug), got {concat_aug_num}")
 
 
 # --- the preset's defaults -----------------------------------------------------------------------------------------
