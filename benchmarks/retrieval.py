@@ -32,6 +32,8 @@ from pathlib import Path
 
 import numpy as np
 
+from zemi.cli import setup_logging
+
 REPO = Path(__file__).resolve().parents[1]
 DEFAULT_CORPUS = REPO / "data" / "demo" / "corpus.jsonl.gz"
 
@@ -320,7 +322,7 @@ def parse_args(argv=None):
 
 
 def main(argv=None) -> dict:
-    logging.basicConfig(level=logging.WARNING)
+    setup_logging(level=logging.WARNING)
     report = run(parse_args(argv))
     print(json.dumps(report, indent=2))
     return report

@@ -1,5 +1,5 @@
-"""Evaluation directories as zemi.evaluate writes them (results.json and the per-example prediction files), built
-from predictions a test chooses: the report, zemi.compare and the browser read them like real ones."""
+"""Evaluation directories as zemi-eval writes them (results.json and the per-example prediction files), built
+from predictions a test chooses: the report, zemi-compare and the browser read them like real ones."""
 
 from __future__ import annotations
 
@@ -65,7 +65,7 @@ def write_eval_dir(path: Path, run: str, templates: Sequence[Template], *, seed:
             "skipped_templates": [], "skipped_checkpoints": []}
     if not legacy:
         data["seed"] = seed
-        # As zemi.evaluate records them: the model evaluated and the template directories are settings too.
+        # As zemi-eval records them: the model evaluated and the template directories are settings too.
         data["settings"] = {"model": data["model"], "processed_dataset_paths": sorted({r["template_path"] for r in rows}),
                             **(settings if settings is not None else settings_for(architecture))}
     else:

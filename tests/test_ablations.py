@@ -1,6 +1,6 @@
 """The authors' ablations: the FrozenAugEncoder and deeper fusion-stack checkpoints load with their key layout
 (derived here from the published Zemi layout and their modelling code), and the shuffled-document data
-(`python -m zemi.data.shuffle`) follows their rule."""
+(`zemi-shuffle`) follows their rule."""
 
 from __future__ import annotations
 
@@ -261,7 +261,7 @@ def test_sampled_train_splits_are_copied_as_the_authors_script_leaves_them(data_
 def test_shuffle_command_refuses_a_used_output_directory(data_root, tmp_path):
     (tmp_path / "out").mkdir()
     (tmp_path / "out" / "something").write_text("x")
-    done = subprocess.run([sys.executable, "-m", "zemi.data.shuffle", "--input_root", str(data_root),
+    done = subprocess.run([sys.executable, "-m", "zemi", "shuffle", "--input_root", str(data_root),
                            "--output_root", str(tmp_path / "out"), "--mode", "cross_task"],
                           capture_output=True, text=True, env=subprocess_env(), cwd=REPO, timeout=300)
     assert done.returncode == 2

@@ -14,7 +14,7 @@ from safetensors.torch import load_file
 
 from tests.helpers import STEPS_PER_EPOCH, common_flags, method_flags, read_csv
 from zemi import multi_task_fine_tune_baseline
-from zemi.run.config import TrainConfig, parse_config
+from zemi.run.config import parse_training
 from zemi.run.method import method_for
 from zemi.run.training import Trainer
 
@@ -39,8 +39,8 @@ class BackwardRecorder(Accelerator):
 def test_each_step_syncs_on_its_last_micro_batch_and_differentiates_its_mean_token_loss(
         tmp_path, backbone_without_dropout, data_root, one_thread):
     _, flags = method_flags("no_aug", backbone_without_dropout, Path())
-    config = parse_config(TrainConfig, flags + common_flags(data_root, tmp_path / "run", epochs=2)
-                          + ["--gradient_accumulation_steps", "4"], "test")
+    config = parse_training(flags + common_flags(data_root, tmp_path / "run", epochs=2)
+                            + ["--gradient_accumulation_steps", "4"])
     accelerator = BackwardRecorder(mixed_precision=config.mixed_precision)
     trainer = Trainer(config, method_for(config, family="baseline"), accelerator)
     trainer.prepare()

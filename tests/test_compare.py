@@ -1,4 +1,4 @@
-"""zemi.compare on two evaluation directories whose per-example files hold predictions on the tiny 30aug fixture's
+"""zemi-compare on two evaluation directories whose per-example files hold predictions on the tiny 30aug fixture's
 held-out templates: exactly the examples whose correctness differs, with their texts and the documents read."""
 
 from __future__ import annotations
@@ -10,7 +10,7 @@ import pytest
 
 from tests.evaluation_files import (ZEMI, Template, from_template_dir, gold_of, settings_for, write_eval_dir,
                                     wrong_of)
-from zemi.errors import run_entry
+from zemi.cli import run_entry
 from zemi.tools.compare import main
 
 pytestmark = pytest.mark.unit

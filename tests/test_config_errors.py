@@ -12,9 +12,10 @@ import pytest
 
 from tests.helpers import TINY_PERCEIVER, ZEMI, common_flags, method_flags, write_run_dir
 from zemi import eval_original_task_only_xattn, multi_task_fine_tune_baseline, multi_task_fine_tune_xattn
+from zemi.configs import perceiver_config_path
 from zemi.data.validation import DataError
 
-pytestmark = pytest.mark.usefixtures("one_thread")  # tiny models: one thread is fastest
+pytestmark = [pytest.mark.e2e, pytest.mark.usefixtures("one_thread")]  # tiny models: one thread is fastest
 
 TRAIN_ERRORS = [
     (["--model_architecture", "SharedEncoderDecoder_Multi"], r"--model_architecture 'SharedEncoderDecoder_Multi' is "
@@ -26,11 +27,11 @@ TRAIN_ERRORS = [
     (["--per_device_eval_batch_size", "0"], "--per_device_eval_batch_size must be a positive integer"),
     (["--num_train_epochs", "0"], "--num_train_epochs must be a positive integer"),
     (["--gradient_accumulation_steps", "0"], "--gradient_accumulation_steps must be a positive integer"),
-    (["--max_train_steps", "0"], "--max_train_steps must be positive"),
+    (["--max_train_steps", "0"], "--max_train_steps must be a positive integer, got 0"),
     (["--checkpointing_steps", "-1"], "--checkpointing_steps must be >= 0"),
     (["--sample_n", "0"], r"--sample_n must be -1 \(all templates\) or a positive number, got 0"),
     (["--fit_aug_num", "0"], r"--fit_aug_num must be -1 \(off\) or a positive number"),
-    (["--num_shots", "0"], "--num_shots must be a positive number of examples per template"),
+    (["--num_shots", "0"], "--num_shots must be a positive integer, got 0"),
     (["--warmup_ratio", "1.5"], r"--warmup_ratio must be within \[0, 1\], got 1.5"),
     (["--warmup_ratio", "-0.1"], r"--warmup_ratio must be within \[0, 1\]"),
     (["--num_warmup_steps", "-1"], "--num_warmup_steps must be >= 0"),
@@ -90,9 +91,11 @@ def test_entry_points_refuse_the_other_familys_methods(tmp_path, weightless_back
     with pytest.raises(ValueError, match="--concat_aug_num must be >= 0"):
         multi_task_fine_tune_baseline.main(train_args(tmp_path, weightless_backbone, perceiver, "--concat_aug_num",
                                                       "-1", method="concat"))
-    with pytest.raises(ValueError, match="--perceiver_config is required for SharedEncoderDecoder_MultiAug"):
+    # Without --perceiver_config, Zemi takes the preset's for the model size: the paper's base one, too wide here.
+    with pytest.raises(ValueError, match="perceiver dim 768 does not match the T5 backbone's d_model 32") as error:
         multi_task_fine_tune_xattn.main([a for a in train_args(tmp_path, weightless_backbone, perceiver)
                                          if a not in ("--perceiver_config", str(perceiver))])
+    assert str(perceiver_config_path("base")) in str(error.value)
     assert not (tmp_path / "out").exists()
 
 
@@ -145,9 +148,9 @@ def eval_args(tmp_path: Path, run_dir: Path, *extra: str) -> list[str]:
 
 
 @pytest.mark.parametrize("extra, message", [
-    (["--per_device_eval_batch_size", "0"], "--per_device_eval_batch_size must be positive"),
-    (["--max_length", "0"], "--max_length must be positive"),
-    (["--aug_max_length", "-1"], "--aug_max_length must be positive"),
+    (["--per_device_eval_batch_size", "0"], "--per_device_eval_batch_size must be a positive integer, got 0"),
+    (["--max_length", "0"], "--max_length must be a positive integer, got 0"),
+    (["--aug_max_length", "-1"], "--aug_max_length must be a positive integer, got -1"),
     (["--fit_aug_num", "0"], r"--fit_aug_num must be -1 \(off\) or a positive number"),
     (["--concat_aug_num", "-2"], "--concat_aug_num must be >= 0"),
     (["--saved_model_step", "-2"], r"--saved_model_step must be -1 \(every checkpoint\) or a step"),

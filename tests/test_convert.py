@@ -1,4 +1,4 @@
-"""zemi.convert_original_checkpoint: a run in the authors' layout (torch.save step files) becomes a Hugging Face
+"""zemi-convert: a run in the authors' layout (torch.save step files) becomes a Hugging Face
 directory that AutoModelForSeq2SeqLM loads as Zemi / FiD and that evaluates to exactly the run's accuracies."""
 
 from __future__ import annotations
@@ -57,7 +57,7 @@ def test_converted_directory_evaluates_like_the_run(tmp_path, backbone_dir, data
     assert "| weather_effect |" in card and "**average**" in card
 
     paths = [str(p) for p in sorted((data_root / "weather_effect").iterdir())]
-    done = run_module("zemi.evaluate", ["--processed_dataset_paths", *paths, "--model_name_or_path", str(converted),
+    done = run_module("zemi", ["eval", "--processed_dataset_paths", *paths, "--model_name_or_path", str(converted),
                                         "--output_dir", str(tmp_path / "eval_hf"), "--per_device_eval_batch_size",
                                         "6"])
     assert done.returncode == 0, done.stderr[-3000:]

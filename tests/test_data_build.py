@@ -175,7 +175,7 @@ def built_run(tmp_path_factory):
     """The real command line in its own process, as a user runs it: its root and its combined output."""
     root = tmp_path_factory.mktemp("data") / "30aug"
     completed = subprocess.run(
-        [sys.executable, "-m", "zemi.data.build", "--tasks", str(FIXTURE_TASK), "--corpus", str(CORPUS),
+        [sys.executable, "-m", "zemi", "build-data", "--tasks", str(FIXTURE_TASK), "--corpus", str(CORPUS),
          "--num_documents", "3000", "--output", str(root)],
         cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, timeout=600, check=True)
     return root, completed.stdout

@@ -84,14 +84,14 @@ def test_the_c4_fraction_is_the_documented_count():
 def test_the_builder_sends_shuffling_to_the_authors_rule():
     with pytest.raises(ConfigError) as refused:
         build.parse_args(["--corpus", "c4", "--output", "o", "--shuffle_documents", "within_task"])
-    assert "--shuffle_documents" in str(refused.value) and "zemi.data.shuffle" in str(refused.value)
+    assert "--shuffle_documents" in str(refused.value) and "zemi-shuffle" in str(refused.value)
     assert not any(name in {"shuffle_documents", "seed"} for name in build.BuildConfig.__dataclass_fields__)
 
 
 def documented_shuffle_commands() -> list[list[str]]:
     text = doc().replace("\\\n", " ")
-    return [shlex.split(line.split("python -m zemi.data.shuffle", 1)[1])
-            for line in text.splitlines() if line.startswith("python -m zemi.data.shuffle")]
+    return [shlex.split(line.split("zemi-shuffle", 1)[1])
+            for line in text.splitlines() if line.startswith("zemi-shuffle")]
 
 
 def documents_by_row(root: Path) -> dict[tuple[str, str, str, int], str]:
@@ -141,7 +141,7 @@ def data_paths(text: str) -> list[str]:
 @pytest.fixture
 def copied_texts(capsys) -> dict[str, str]:
     texts = {}
-    for name, parse_args in (("zemi.data.build --help", build.parse_args), ("zemi.predict --help", predict.parse_args)):
+    for name, parse_args in (("zemi-build-data --help", build.parse_args), ("zemi-predict --help", predict.parse_args)):
         with pytest.raises(SystemExit):
             parse_args(["--help"])
         texts[name] = capsys.readouterr().out
@@ -155,7 +155,7 @@ def test_help_texts_readme_and_docs_name_the_presets_data_roots(copied_texts):
     for where, text in copied_texts.items():
         paths = data_paths(text)
         assert set(paths) <= allowed, (where, sorted(set(paths) - allowed))
-    assert PAPER_DATA in data_paths(copied_texts["zemi.data.build --help"])
-    assert f"{PAPER_DATA}.bm25" in data_paths(copied_texts["zemi.predict --help"])
+    assert PAPER_DATA in data_paths(copied_texts["zemi-build-data --help"])
+    assert f"{PAPER_DATA}.bm25" in data_paths(copied_texts["zemi-predict --help"])
     readme = data_paths(copied_texts["README.md"])
     assert {PAPER_DATA, f"{PAPER_DATA}.bm25", DEMO_DATA, f"{DEMO_DATA}.bm25"} <= set(readme)

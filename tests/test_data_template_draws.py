@@ -16,7 +16,7 @@ from datasets import Dataset, DatasetDict
 from tests.helpers import logged
 from zemi.data.mixture import load_training_mixture
 from zemi.errors import ConfigError, MissingInputError
-from zemi.run.config import TrainConfig, parse_config
+from zemi.run.config import parse_training
 
 pytestmark = pytest.mark.unit
 
@@ -145,5 +145,5 @@ def test_the_training_flag_names_a_missing_file(tmp_path):
     required = ["--output_dir", "o", "--lm_name", "t5", "--dataset_root_path", "d", "--dataset_dir_names", "ds_a"]
     missing = tmp_path / "nowhere.json"
     with pytest.raises(MissingInputError, match=str(missing)):
-        parse_config(TrainConfig, required + ["--templates_from", str(missing)], "")
-    assert parse_config(TrainConfig, required, "").templates_from is None
+        parse_training(required + ["--templates_from", str(missing)])
+    assert parse_training(required).templates_from is None

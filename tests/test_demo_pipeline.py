@@ -42,5 +42,5 @@ def test_reduced_demo_builds_data_trains_four_methods_evaluates_and_reports(tmp_
     visualization = tmp_path / "visualization"
     assert (visualization / "first50_retrieval_instances" / "retrieval_vis_eval__wn_category.txt").is_file()
     assert (visualization / "index.html").is_file()
-    assert "answer: " in done.stdout and "(gold: " in done.stdout  # the held-out question zemi.predict answers
+    assert "answer: " in done.stdout and "(gold: " in done.stdout  # the held-out question zemi-predict answers
     assert "The demo took" in done.stdout

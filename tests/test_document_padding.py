@@ -10,7 +10,7 @@ import pytest
 
 from tests.helpers import TINY_PERCEIVER, ZEMI, common_flags, logged, method_flags, write_run_dir
 from zemi import eval_original_task_only_xattn, multi_task_fine_tune_xattn
-from zemi.run.config import EvalConfig, TrainConfig, parse_config
+from zemi.run.config import EvalConfig, TrainConfig, parse_evaluation, parse_training
 
 pytestmark = pytest.mark.e2e
 
@@ -45,13 +45,16 @@ def test_evaluation_passes_the_flag_to_its_collator(tmp_path, backbone_dir, data
     assert not found["max_length"] and len(found["longest"]) == 1
 
 
+PARSE = {TrainConfig: parse_training, EvalConfig: parse_evaluation}
+
+
 @pytest.mark.unit
 @pytest.mark.parametrize("config_class, required", [
     (TrainConfig, ["--output_dir", "o", "--lm_name", "t5", "--dataset_root_path", "d", "--dataset_dir_names", "x"]),
     (EvalConfig, ["--processed_dataset_paths", "p", "--model_name_or_path", "m", "--output_dir", "o"]),
 ])
 def test_the_flag_defaults_to_our_padding_and_takes_only_its_two_values(config_class, required):
-    assert parse_config(config_class, required, "").document_padding == "max_length"
-    assert parse_config(config_class, required + ["--document_padding", "longest"], "").document_padding == "longest"
+    assert PARSE[config_class](required).document_padding == "max_length"
+    assert PARSE[config_class](required + ["--document_padding", "longest"]).document_padding == "longest"
     with pytest.raises(SystemExit):
-        parse_config(config_class, required + ["--document_padding", "shortest"], "")
+        PARSE[config_class](required + ["--document_padding", "shortest"])

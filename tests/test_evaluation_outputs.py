@@ -113,7 +113,7 @@ def test_a_rerun_in_another_precision_ends_in_an_error_line_and_status_2(evaluat
     """In its own process: accelerate fixes the precision once per process."""
     model, paths, finished = evaluated["t5"]
     shutil.copytree(finished, tmp_path / "out")
-    done = run_module("zemi.evaluate", command(model, paths, tmp_path / "out", "--mixed_precision", "bf16"))
+    done = run_module("zemi", ["eval", *command(model, paths, tmp_path / "out", "--mixed_precision", "bf16")])
     assert done.returncode == 2, done.stderr[-3000:]
     assert "error:" in done.stderr and "mixed_precision: 'no' there, 'bf16' now" in done.stderr
     assert (tmp_path / "out" / "results.json").read_bytes() == (finished / "results.json").read_bytes()
@@ -224,7 +224,7 @@ def test_two_processes_write_each_example_once_as_one_process_does(evaluated, tm
     """Five examples per batch and process: the last batch is uneven, so accelerate pads it with duplicates that
     the gather must drop."""
     model, paths, finished = evaluated["t5"]
-    done = launch("zemi.evaluate", command(model, paths, tmp_path / "two"), processes=2)
+    done = launch("zemi", ["eval", *command(model, paths, tmp_path / "two")], processes=2)
     assert done.returncode == 0, done.stderr[-3000:]
     assert accuracies(tmp_path / "two") == accuracies(finished)
     for row in results(finished)["results"]:

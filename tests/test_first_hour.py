@@ -1,25 +1,27 @@
 """A newcomer's first hour: a plain T5 from a local directory evaluates as No Aug and Concat; known bad inputs end
 in `error: <message>` and exit status 2 through the real entry points (a traceback only with ZEMI_DEBUG=1); an
-evaluation's accuracies reach TensorBoard."""
+evaluation's accuracies reach TensorBoard; a run's log written to a file reads as lines, not progress-bar redraws."""
 
 from __future__ import annotations
 
 import json
 import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
 from datasets import Dataset, DatasetDict, load_from_disk
 from transformers import AutoTokenizer
 
-from tests.helpers import TINY_PERCEIVER, run_module, subprocess_env
+from tests.helpers import REPO, TINY_PERCEIVER, common_flags, method_flags, run_module, subprocess_env
 from zemi.data.collate import Collator
 from zemi.data.processing import Featurizer, MaxLengths, TextRules
 from zemi.modeling_t5 import T5WithOwnLMHead
 from zemi.run.evaluation import main as evaluate_main
 from zemi.run.objectives import rank_choices_reencoding
 
-pytestmark = pytest.mark.usefixtures("one_thread")
+pytestmark = [pytest.mark.e2e, pytest.mark.usefixtures("one_thread")]
 
 LENGTHS = ["--max_length", "48", "--aug_max_length", "24", "--target_max_length", "8"]
 
@@ -112,7 +114,7 @@ def test_bad_inputs_end_in_an_error_line_and_status_2(backbone_dir, data_root, t
                           ["--model_name_or_path", "no such directory"]),
     }
     for name, (args, expected) in cases.items():
-        failed_cleanly(run_module("zemi.evaluate", args), *expected)
+        failed_cleanly(run_module("zemi", ["eval", *args]), *expected)
     assert not (tmp_path / "results.json").exists()
 
 
@@ -128,16 +130,16 @@ def test_a_perceiver_dim_that_is_not_the_backbones_d_model_is_an_error_line(back
 
 
 def test_the_data_builds_bad_inputs_are_error_lines(tmp_path):
-    done = run_module("zemi.data.build", ["--tasks", "no_such_task", "--corpus", str(tmp_path / "corpus.jsonl"),
+    done = run_module("zemi", ["build-data", "--tasks", "no_such_task", "--corpus", str(tmp_path / "corpus.jsonl"),
                                           "--output", str(tmp_path / "30aug")])
     failed_cleanly(done, "unknown task 'no_such_task'")
-    done = run_module("zemi.data.build", ["--tasks", "train", "--corpus", str(tmp_path / "no_corpus.jsonl"),
+    done = run_module("zemi", ["build-data", "--tasks", "train", "--corpus", str(tmp_path / "no_corpus.jsonl"),
                                           "--output", str(tmp_path / "30aug")])
     failed_cleanly(done, "no_corpus.jsonl")
 
 
 def test_zemi_debug_shows_the_traceback(backbone_dir, tmp_path):
-    done = run_module("zemi.evaluate", evaluate_command([str(tmp_path / "missing")], backbone_dir, tmp_path),
+    done = run_module("zemi", ["eval", *evaluate_command([str(tmp_path / "missing")], backbone_dir, tmp_path)],
                       env=subprocess_env(ZEMI_DEBUG="1"))
     assert done.returncode == 1 and "Traceback" in done.stderr and "DataError" in done.stderr, done.stderr[-3000:]
 
@@ -164,3 +166,30 @@ def test_an_evaluation_reports_every_template_and_task_mean_to_tensorboard(backb
     for tag, value in expected.items():
         [event] = scalars[tag]
         assert event.step == 0 and event.value == pytest.approx(value, abs=1e-6), tag
+
+
+# --- logs --------------------------------------------------------------------------------------------------------
+
+
+def test_a_runs_log_written_to_a_file_is_plain_lines(backbone_dir, data_root, perceiver_json, tmp_path):
+    """Training and evaluating a tiny Zemi with stdout and stderr in a file, as a cluster job's log is: the runs'
+    messages are there, and no progress bar redraws itself (tqdm's carriage returns, a line per redraw)."""
+    _, flags = method_flags("zemi", backbone_dir, perceiver_json)
+    run_dir = tmp_path / "zemi_run"
+    log = tmp_path / "job.log"
+    commands = [
+        ["zemi.multi_task_fine_tune_xattn", *flags, *common_flags(data_root, run_dir, epochs=1), "--report_to", "none"],
+        ["zemi.eval_original_task_only_xattn", "--processed_dataset_paths", *templates(data_root),
+         "--model_name_or_path", str(run_dir), "--output_dir", str(tmp_path / "eval"), "--report_to", "none",
+         "--per_device_eval_batch_size", "2"],
+    ]
+    with open(log, "w") as handle:
+        for command in commands:
+            done = subprocess.run([sys.executable, "-m", *command], cwd=REPO, env=subprocess_env(), stdout=handle,
+                                  stderr=subprocess.STDOUT, timeout=600)
+            assert done.returncode == 0, log.read_text()[-3000:]
+    text = log.read_bytes().decode()  # read_text() would turn carriage returns into newlines
+    assert "\r" not in text, text[:3000]
+    assert "epoch 1: step 18, validation loss" in text and "accuracy" in text, text[-3000:]
+    # 18 steps and 2 evaluated templates: what was written is the runs' messages, a few lines each
+    assert len(text.splitlines()) < 60 and len(text) < 12_000, text[-3000:]

@@ -15,7 +15,7 @@ from zemi.errors import ConfigError
 from zemi.models.configuration_zemi import PerceiverXattnConfig
 from zemi.models.modeling_t5 import T5ForConditionalGenerationMultiAug
 from zemi.models.registry import build_model, fusion_from_json
-from zemi.run.config import EvalConfig, TrainConfig, parse_config
+from zemi.run.config import parse_evaluation, parse_training
 from zemi.run.evaluation import EvalSource
 from zemi.run.method import check_training_start, method_for
 from zemi.run.training import Trainer
@@ -51,7 +51,7 @@ def saved_zemi(tmp_path_factory, backbone_dir):
 
 def test_training_from_a_backbone_parses_the_file_once(counted, tmp_path, backbone_dir, data_root, perceiver_json):
     _, flags = method_flags("zemi", backbone_dir, perceiver_json)
-    config = parse_config(TrainConfig, flags + common_flags(data_root, tmp_path / "out"), "training")
+    config = parse_training(flags + common_flags(data_root, tmp_path / "out"))
     method = method_for(config, family="xattn")
     check_training_start(config, method)
     model = Trainer(config, method, accelerator=None).build_model()
@@ -62,8 +62,8 @@ def test_training_from_a_backbone_parses_the_file_once(counted, tmp_path, backbo
 def test_evaluating_a_run_directory_parses_its_file_once(counted, tmp_path, backbone_dir, data_root):
     run_dir = write_run_dir(tmp_path / "run", backbone_dir, architecture=ZEMI, steps=(4,), perceiver=TINY_PERCEIVER)
     counted.clear()
-    config = parse_config(EvalConfig, ["--model_name_or_path", str(run_dir), "--output_dir", str(tmp_path / "eval"),
-                                       "--processed_dataset_paths", str(data_root)], "evaluation")
+    config = parse_evaluation(["--model_name_or_path", str(run_dir), "--output_dir", str(tmp_path / "eval"),
+                               "--processed_dataset_paths", str(data_root)])
     source = EvalSource.from_config(config)
     (step, checkpoint), = source.checkpoints(-1)
     model = source.load(checkpoint)

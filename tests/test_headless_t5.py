@@ -16,7 +16,7 @@ from tests.helpers import ZEMI, random_batch, tiny_perceiver_config, tiny_t5_con
 from zemi.data.processing import TextRules
 from zemi.models.modeling_t5 import T5ForConditionalGenerationMultiAug, T5WithOwnLMHead, model_inputs
 from zemi.models.registry import ARCHITECTURES, build_model
-from zemi.run.config import EvalConfig, parse_config
+from zemi.run.config import parse_evaluation
 from zemi.run.evaluation import EvalSource
 from zemi.run.run_directory import RunDirectory
 
@@ -81,8 +81,8 @@ def test_build_model_gives_every_architecture_that_head(headless_dir, stock, tmp
 
 
 def test_evaluation_checks_and_loads_the_directory_and_a_run_of_it(headless_dir, stock, tmp_path):
-    config = parse_config(EvalConfig, ["--model_name_or_path", str(headless_dir), "--output_dir", str(tmp_path / "e"),
-                                       "--processed_dataset_paths", str(tmp_path)], "evaluation")
+    config = parse_evaluation(["--model_name_or_path", str(headless_dir), "--output_dir", str(tmp_path / "e"),
+                               "--processed_dataset_paths", str(tmp_path)])
     source = EvalSource.from_config(config)
     (_, checkpoint), = source.checkpoints(-1)
     model = source.load(checkpoint)

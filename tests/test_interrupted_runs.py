@@ -117,13 +117,14 @@ def test_an_evaluation_killed_between_templates_resumes_to_the_results_of_an_uni
         return ["--processed_dataset_paths", *paths, "--model_name_or_path", str(run_dir), "--output_dir",
                 str(output_dir), "--per_device_eval_batch_size", "5", "--max_length", "48", "--target_max_length", "8"]
 
-    killed = run_module("zemi.evaluate", args(tmp_path / "eval"), env=subprocess_env(ZEMI_CRASH_AT="evaluation_row:3"))
+    killed = run_module("zemi", ["eval", *args(tmp_path / "eval")],
+                        env=subprocess_env(ZEMI_CRASH_AT="evaluation_row:3"))
     assert killed.returncode == -signal.SIGKILL, killed.stderr[-2000:]
     written = json.loads((tmp_path / "eval" / "results.json").read_text())["results"]
     assert len(written) == 3
     kept = {row["predictions"]: (tmp_path / "eval" / row["predictions"]).stat().st_mtime_ns for row in written}
 
-    resumed = run_module("zemi.evaluate", args(tmp_path / "eval"))
+    resumed = run_module("zemi", ["eval", *args(tmp_path / "eval")])
     assert resumed.returncode == 0, resumed.stderr[-3000:]
     eval_original_task_only_xattn.main(args(tmp_path / "fresh"))
     got, expected = (json.loads((tmp_path / name / "results.json").read_text()) for name in ("eval", "fresh"))

@@ -1,4 +1,4 @@
-"""The model card `zemi.convert_original_checkpoint` writes says what the model is: its Hub pipeline, which
+"""The model card `zemi-convert` writes says what the model is: its Hub pipeline, which
 baseline a plain T5 run is, and the paper as the README cites it."""
 
 from __future__ import annotations

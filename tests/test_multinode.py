@@ -42,11 +42,11 @@ def printed_command(done: subprocess.Popen) -> list[str]:
 
 @pytest.mark.parametrize("config", ["ddp.yaml", "fsdp.yaml", "deepspeed_zero2.yaml"])
 def test_zemi_launch_uses_the_accelerate_config_file(tmp_path, config):
-    command = printed_command(zemi_launch(["zemi.evaluate", "--help"], home=tmp_path, python="true",
+    command = printed_command(zemi_launch(["zemi", "eval", "--help"], home=tmp_path, python="true",
                                           ACCELERATE_CONFIG_FILE=str(CONFIGS / config)))
     assert command[command.index("--config_file") + 1] == str(CONFIGS / config)
     assert "--num_processes" not in command and "--num_machines" not in command  # the file decides
-    assert command[-2:] == ["zemi.evaluate", "--help"]
+    assert command[-3:] == ["zemi", "eval", "--help"]
     assert "--main_process_port" not in command  # unless MAIN_PROCESS_PORT is set, the file's port
 
 
@@ -54,7 +54,7 @@ def test_zemi_launch_reads_accelerates_default_config_and_passes_the_machine_set
     default = tmp_path / "accelerate" / "default_config.yaml"
     default.parent.mkdir()
     default.write_text((CONFIGS / "ddp.yaml").read_text())
-    command = printed_command(zemi_launch(["zemi.evaluate"], home=tmp_path, python="true", NUM_MACHINES="2",
+    command = printed_command(zemi_launch(["zemi", "eval"], home=tmp_path, python="true", NUM_MACHINES="2",
                                           MACHINE_RANK="1", MAIN_PROCESS_IP="127.0.0.2", MAIN_PROCESS_PORT="29999"))
     assert command[command.index("--config_file") + 1] == str(default)
     for flag, value in (("--num_machines", "2"), ("--machine_rank", "1"), ("--main_process_ip", "127.0.0.2"),
@@ -63,7 +63,7 @@ def test_zemi_launch_reads_accelerates_default_config_and_passes_the_machine_set
 
 
 def test_several_machines_without_a_config_need_the_main_address(tmp_path):
-    done = zemi_launch(["zemi.evaluate"], home=tmp_path, python="true", NUM_MACHINES="2", MACHINE_RANK="1")
+    done = zemi_launch(["zemi", "eval"], home=tmp_path, python="true", NUM_MACHINES="2", MACHINE_RANK="1")
     _, stderr = done.communicate(timeout=120)
     assert done.returncode == 2 and "needs MAIN_PROCESS_IP" in stderr
 

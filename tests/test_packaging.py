@@ -1,6 +1,7 @@
 """Packaging: what the entry points read ships with the package, every import is a declared dependency, the license
-file is the declared one, every --help shows defaults, scripts refuse arguments, and a fresh non-editable install
-(outside the checkout) runs zemi.predict and builds a model from a packaged perceiver config."""
+file is the declared one, the command table and the console scripts name the same commands, every --help shows its
+defaults once, scripts refuse arguments, and a fresh non-editable install (outside the checkout) has every console
+script, runs zemi-predict and builds a model from a packaged perceiver config."""
 
 from __future__ import annotations
 
@@ -19,6 +20,7 @@ from pathlib import Path
 import pytest
 
 from tests.helpers import REPO, subprocess_env
+from zemi.__main__ import COMMANDS
 
 PYPROJECT = tomllib.loads((REPO / "pyproject.toml").read_text())
 # Installed by `make install` with --no-deps --ignore-requires-python: its metadata pins old Python and packages,
@@ -88,20 +90,55 @@ def test_the_license_file_is_the_declared_license():
     assert "END OF TERMS AND CONDITIONS" in text
 
 
+SCRIPTS = PYPROJECT["project"]["scripts"]
+AUTHORS_MODULES = ["zemi.multi_task_fine_tune_baseline", "zemi.multi_task_fine_tune_xattn",
+                   "zemi.eval_original_task_only", "zemi.eval_original_task_only_xattn"]
+
+
 def entry_modules() -> list[str]:
-    top = [f"zemi.{path.stem}" for path in sorted((REPO / "zemi").glob("*.py"))
-           if "run_entry(main)" in path.read_text()]
-    return top + ["zemi.data.build", "zemi.run.presets"]
+    """Every module with a `python -m` entry: the command table's and the authors' names, nothing else."""
+    return sorted(path.relative_to(REPO).with_suffix("").as_posix().replace("/", ".")
+                  for path in (REPO / "zemi").rglob("*.py") if 'if __name__ == "__main__":' in path.read_text())
+
+
+def help_text(main, argv=("--help",)) -> str:
+    output = io.StringIO()
+    with contextlib.redirect_stdout(output), pytest.raises(SystemExit) as done:
+        main(list(argv))
+    assert done.value.code == 0
+    return output.getvalue()
 
 
 @pytest.mark.unit
-@pytest.mark.parametrize("module", entry_modules())
-def test_every_entry_point_help_shows_its_defaults(module):
-    output = io.StringIO()
-    with contextlib.redirect_stdout(output), pytest.raises(SystemExit) as done:
-        importlib.import_module(module).main(["--help"])
-    assert done.value.code == 0
-    assert "(default: " in output.getvalue(), output.getvalue()[:2000]
+def test_the_command_table_and_the_console_scripts_name_the_same_commands(monkeypatch):
+    assert sorted(SCRIPTS) == sorted(f"zemi-{name}" for name in COMMANDS)
+    assert entry_modules() == sorted(["zemi.__main__", *AUTHORS_MODULES])
+    for script, target in SCRIPTS.items():  # each script runs its own command: its --help names it
+        module, function = target.split(":")
+        monkeypatch.setattr(sys, "argv", [script, "--help"])
+        text = help_text(lambda _: getattr(importlib.import_module(module), function)())
+        assert text.startswith(f"usage: {script} "), (script, text[:200])
+
+
+@pytest.mark.unit
+def test_python_m_zemi_lists_the_commands_and_refuses_an_unknown_one(capsys):
+    from zemi.__main__ import main
+
+    assert main(["--help"]) == 0
+    listed = capsys.readouterr().out
+    assert all(f"  {name} " in listed for name in COMMANDS), listed
+    assert main(["nope"]) == 2
+    refused = capsys.readouterr().err
+    assert "unknown command 'nope'" in refused and all(name in refused for name in COMMANDS)
+
+
+@pytest.mark.unit
+@pytest.mark.parametrize("module", sorted({module for module, _ in COMMANDS.values()} | set(AUTHORS_MODULES)))
+def test_every_commands_help_shows_each_default_once(module):
+    text = help_text(importlib.import_module(module).main)
+    assert "(default: " in text, text[:2000]
+    flat = " ".join(text.split())
+    assert "(default: None)" not in flat and not re.search(r"\(default: [^)]*\) \(default:", flat), flat
 
 
 def test_a_training_script_refuses_arguments_it_would_drop():
@@ -143,4 +180,7 @@ def test_a_fresh_install_outside_the_checkout_runs_predict_and_reads_the_package
     printed = run(python, "-c", code, cwd=tmp_path, env=env).split()
     assert Path(printed[0]).is_relative_to(tmp_path / "venv")
     assert printed[1:] == ["True", "T5ForConditionalGenerationMultiAug", "zemi"]
-    assert "(default: " in run(python, "-m", "zemi.predict", "--help", cwd=tmp_path, env=env)
+    for script in SCRIPTS:  # every console script is installed and runs its command
+        printed = run(str(tmp_path / "venv" / "bin" / script), "--help", cwd=tmp_path, env=env)
+        assert printed.startswith(f"usage: {script} "), printed[:200]
+    assert "(default: " in run(python, "-m", "zemi", "predict", "--help", cwd=tmp_path, env=env)

@@ -1,4 +1,4 @@
-"""`python -m zemi.plot`: loss.png and (Zemi) gates.png from run directories' CSV files, several runs overlaid: one
+"""`zemi-plot`: loss.png and (Zemi) gates.png from run directories' CSV files, several runs overlaid: one
 legend entry per run, the styles explained once, validation markers apart, warm-up's end and the --group_by_length
 windows marked."""
 
@@ -142,11 +142,11 @@ def test_the_plot_command_after_real_runs(tmp_path, backbone_dir, data_root, per
         _, flags = method_flags(method, backbone_dir, perceiver_json)
         runs.append(entry.main(flags + common_flags(data_root, tmp_path / f"{method}_base", epochs=1)
                                + ["--report_to", "none"]))
-    done = run_module("zemi.plot", [*map(str, runs), "--output", str(tmp_path / "plots")])
+    done = run_module("zemi", ["plot", *map(str, runs), "--output", str(tmp_path / "plots")])
     assert done.returncode == 0, done.stderr[-2000:]
     for name in ("loss.png", "gates.png"):
         with Image.open(tmp_path / "plots" / name) as image:
             image.verify()
             assert image.size == PIXELS
-    missing = run_module("zemi.plot", [str(tmp_path / "nowhere")])
+    missing = run_module("zemi", ["plot", str(tmp_path / "nowhere")])
     assert missing.returncode == 2 and "error: " in missing.stderr and "train_log.csv" in missing.stderr

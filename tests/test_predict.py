@@ -1,5 +1,5 @@
-"""zemi.predict on the demo backbone (a real tiny pre-trained T5 with its tokenizer) and a tiny index built by
-zemi.build_index: retrieval with the builder's query rule, the training text rules, ranking (scores equal to the
+"""zemi-predict on the demo backbone (a real tiny pre-trained T5 with its tokenizer) and a tiny index built by
+zemi-build-index: retrieval with the builder's query rule, the training text rules, ranking (scores equal to the
 summed token log-probabilities) and generation, the documents in its JSON, and clear errors."""
 
 from __future__ import annotations
@@ -51,7 +51,7 @@ def summed_log_probs(model, batch) -> list[float]:
 
 
 def test_ranks_choices_and_prints_the_documents_it_used_as_json(setup):
-    done = run_module("zemi.predict", ["--model", str(setup["zemi"]), "--index", str(setup["index"]),
+    done = run_module("zemi", ["predict", "--model", str(setup["zemi"]), "--index", str(setup["index"]),
                                        "--prompt", PROMPT, "--choices", "entity", "physical entity", "relation",
                                        "--json"])
     assert done.returncode == 0, done.stderr[-3000:]

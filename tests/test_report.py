@@ -1,4 +1,4 @@
-"""Table 1 (zemi.report): chance levels; averages only over the tasks every method has; --label must name a run;
+"""Table 1 (zemi-report): chance levels; averages only over the tasks every method has; --label must name a run;
 directories joined into one method must have evaluated alike; intervals on every number, paired comparisons and
 seeds from the per-example files; a report into a used directory equals a fresh one."""
 
@@ -12,7 +12,7 @@ import pytest
 
 from tests.evaluation_files import ZEMI, Template, settings_for, write_eval_dir
 from tests.helpers import logged, read_csv
-from zemi.errors import run_entry
+from zemi.cli import run_entry
 from zemi.tools.report import main, write_report
 
 pytestmark = pytest.mark.unit
@@ -238,7 +238,7 @@ def test_a_report_into_a_used_directory_equals_a_fresh_one(tmp_path):
                         documents_read=5) for seed in (1, 2)]
     used, fresh = tmp_path / "used", tmp_path / "fresh"
     used.mkdir()
-    (used / "loss.png").write_bytes(b"not the report's")  # zemi.plot writes beside the report: it stays
+    (used / "loss.png").write_bytes(b"not the report's")  # zemi-plot writes beside the report: it stays
     write_report([no_aug, *seeds], used, {"zemi_1": "zemi", "zemi_2": "zemi"})
     assert (used / "seeds.csv").is_file() and (used / "comparisons.csv").is_file()
     write_report([seeds[0]], used, {"zemi_1": "zemi"})

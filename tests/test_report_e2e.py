@@ -1,5 +1,5 @@
-"""Through real evaluations: two tiny runs (No Aug and Zemi) evaluated by zemi.evaluate on the fixture's held-out
-templates, then `python -m zemi.report`, `zemi.compare` and `zemi.visualize_retrieval --eval_dirs` on the
+"""Through real evaluations: two tiny runs (No Aug and Zemi) evaluated by zemi-eval on the fixture's held-out
+templates, then `zemi-report`, `zemi-compare` and `zemi-visualize --eval_dirs` on the
 directories it wrote."""
 
 from __future__ import annotations
@@ -31,7 +31,7 @@ def evaluated(backbone_dir, data_root, tmp_path_factory):
 
 def test_report_compare_and_browser_read_what_evaluation_wrote(evaluated, data_root):
     dirs, root = evaluated
-    report = run_module("zemi.report", [str(dirs["no_aug_base"]), "--label", "no_aug_base=no_aug",
+    report = run_module("zemi", ["report", str(dirs["no_aug_base"]), "--label", "no_aug_base=no_aug",
                                         str(dirs["zemi_base"]), "--label", "zemi_base=zemi",
                                         "--output_dir", str(root / "report")])
     assert report.returncode == 0, report.stderr[-3000:]
@@ -42,7 +42,7 @@ def test_report_compare_and_browser_read_what_evaluation_wrote(evaluated, data_r
         assert low <= entry["tasks"]["weather_effect"] <= high and entry["average_interval"] is not None
     assert set(table["zemi"]["differences"]) == {"no_aug"}
 
-    compared = run_module("zemi.compare", [str(dirs["no_aug_base"]), str(dirs["zemi_base"]), "--output_dir",
+    compared = run_module("zemi", ["compare", str(dirs["no_aug_base"]), str(dirs["zemi_base"]), "--output_dir",
                                            str(root / "compare")])
     assert compared.returncode == 0, compared.stderr[-3000:]
     data = json.loads((root / "compare" / "compare.json").read_text())
@@ -62,7 +62,7 @@ def test_report_compare_and_browser_read_what_evaluation_wrote(evaluated, data_r
     assert {(e["template"], e["index"]) for e in entry["only_b"]} == expected_b
     assert {(e["template"], e["index"]) for e in entry["only_a"]} == expected_a
 
-    page = run_module("zemi.visualize_retrieval", ["--data_root", str(data_root), "--tasks", "weather_effect",
+    page = run_module("zemi", ["visualize", "--data_root", str(data_root), "--tasks", "weather_effect",
                                                    "--output", str(root / "visualization"), "--eval_dirs",
                                                    str(dirs["no_aug_base"]), str(dirs["zemi_base"])])
     assert page.returncode == 0, page.stderr[-3000:]

@@ -14,7 +14,7 @@ from hypothesis import given, settings, strategies as st
 
 from tests.evaluation_files import (ZEMI, Template, from_template_dir, gold_of, settings_for, write_eval_dir,
                                     wrong_of)
-from zemi.errors import run_entry
+from zemi.cli import run_entry
 from zemi.tools import retrieval_page as page_module
 from zemi.tools import visualize_retrieval as vis
 from zemi.data import build

@@ -1,10 +1,11 @@
 #!/usr/bin/env bash
-# FiD: each document (prefixed with the input) encoded separately by T5 (t5-base-lm-adapt), the decoder reads them all;
-# then zero-shot evaluation and Table 1. Settings: SETUP_ENV.sh (the preset of zemi/run/presets.py).
+# FiD: each document (prefixed with the input) encoded separately by T5 (t5-base-lm-adapt), the decoder reads them all.
+# Multitask training on the P3 mixture (one run per seed of SEEDS), zero-shot evaluation on the held-out tasks, then
+# Table 1. The recipe: the preset of zemi/run/presets.py (ZEMI_PRESET); overrides: training/common.sh and the README.
+# SKIP_TRAIN=1 evaluates an existing run directory instead, e.g. the authors' checkpoint placed at
+# output/p3_finetuning/fid_base.
 set -euo pipefail
-source "$(dirname "$0")/common.sh"  # the repository root, SETUP_ENV.sh's settings, the launcher
+source "$(dirname "$0")/common.sh"  # the repository root, SETUP_ENV.sh, the launcher
 
-zemi_train fid_base xattn "$LM_BASE" "$BS_BASE" --model_architecture FiD \
-    --perceiver_config "$PERCEIVER_CONFIG_BASE" --concat_input_at_augmentation
-zemi_evaluate fid_base
-zemi_report base "$REPORT_DIR_BASE"
+zemi_train_and_evaluate fid base --model_architecture FiD --concat_input_at_augmentation
+zemi_report base

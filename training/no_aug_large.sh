@@ -1,9 +1,11 @@
 #!/usr/bin/env bash
-# No Aug: T5 (t5-large-lm-adapt) fine-tuned on the P3 mixture without documents, then zero-shot evaluation and Table 1.
-# Settings: SETUP_ENV.sh (the preset of zemi/run/presets.py), each overridable from the environment.
+# No Aug: T5 (t5-large-lm-adapt) fine-tuned on the P3 mixture without documents.
+# Multitask training on the P3 mixture (one run per seed of SEEDS), zero-shot evaluation on the held-out tasks, then
+# Table 1. The recipe: the preset of zemi/run/presets.py (ZEMI_PRESET); overrides: training/common.sh and the README.
+# SKIP_TRAIN=1 evaluates an existing run directory instead, e.g. the authors' checkpoint placed at
+# output/p3_finetuning/no_aug_large.
 set -euo pipefail
-source "$(dirname "$0")/common.sh"  # the repository root, SETUP_ENV.sh's settings, the launcher
+source "$(dirname "$0")/common.sh"  # the repository root, SETUP_ENV.sh, the launcher
 
-zemi_train no_aug_large baseline "$LM_LARGE" "$BS_LARGE" --concat_aug_num 0
-zemi_evaluate no_aug_large
-zemi_report large "$REPORT_DIR_LARGE"
+zemi_train_and_evaluate no_aug large --concat_aug_num 0
+zemi_report large

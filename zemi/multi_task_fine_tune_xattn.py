@@ -1,4 +1,5 @@
-"""Train FiD or Zemi on the P3 multitask mixture (the authors' entry point name and flags).
+"""Train FiD or Zemi on the P3 multitask mixture (the authors' entry point name and flags; `zemi-train` is the same
+command for every method).
 
     accelerate launch -m zemi.multi_task_fine_tune_xattn --model_architecture SharedEncoderDecoder_MultiAug \\
         --lm_name google/t5-base-lm-adapt --perceiver_config training/perceiver_configs/xattn_multi_aug_config_v1_v3_5aug.json \\
@@ -11,12 +12,12 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Sequence
 
-from zemi.run.cli import run_entry
+from zemi.cli import run_entry
 from zemi.run.training import main as train_main
 
 
 def main(argv: Sequence[str] | None = None) -> Path:
-    return train_main(argv, family="xattn")
+    return train_main(argv, family="xattn", description=__doc__)
 
 
 if __name__ == "__main__":

@@ -1,29 +1,29 @@
 """Build the "30aug" data: raw task examples, BM25 documents retrieved from a corpus, promptsource templates.
 
-    python -m zemi.data.build --tasks all --corpus c4 --corpus_fraction 0.05 \
+    zemi-build-data --tasks all --corpus c4 --corpus_fraction 0.05 \
         --output data/p3_c4_document_level_chosen_examples/30aug
 
 writes `<output>/<dataset_dir>/<dataset_dir>_<template>/` (a DatasetDict per template). Reruns skip finished
 templates; the corpus store, the index and the retrieved hits are cached beside the output. The shuffled-document
-ablations are made from the built data with the authors' rule: `python -m zemi.data.shuffle`.
+ablations are made from the built data with the authors' rule: `zemi-shuffle`.
 """
 
 from __future__ import annotations
 
-import argparse
 import contextlib
 import json
 import logging
 import os
 import shutil
-from dataclasses import dataclass, field, fields
+import sys
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Sequence
 
-from tqdm.auto import tqdm
 
 from zemi.data.tasks import TaskSpec, load_raw_splits, load_templates, prompt_split, resolve_tasks, template_dir_name
-from zemi.errors import ConfigError, run_entry
+from zemi.cli import check_ranges, option, parse_config, progress, setup_logging
+from zemi.errors import ConfigError
 from zemi.io import write_json_atomic, write_text_atomic
 from zemi.retrieval.corpus import C4_TRAIN_DOCUMENTS, STORE_FILE, DocumentStore, documents_for_fraction, iter_documents
 from zemi.retrieval.examples import chosen_examples, retrieve_for_examples
@@ -34,49 +34,41 @@ logger = logging.getLogger("zemi.data.build")
 PARTIAL_DIR = ".partial"
 
 
-def _option(default, help: str, **extra):
-    return field(default=default, metadata={"help": help, **extra})
-
-
 @dataclass
 class BuildConfig:
     """Every option of the builder; each field is also a command-line flag of the same name."""
 
-    tasks: list[str] = _option(None, "task groups (train, eval, all), built-in dataset dirs, or custom task dirs",
-                               nargs="+")
-    corpus: str = _option(None, 'retrieval corpus: "c4" (allenai/c4 en, streamed) or a local jsonl/parquet/arrow '
-                                "file or directory", required=True)
-    output: str = _option(None, "the 30aug root to write", required=True)
-    num_documents: int | None = _option(None, "index the first N corpus documents")
-    corpus_fraction: float | None = _option(None, "or this leading fraction (c4: 0.05 = the authors' 18,243,444)")
-    text_field: str = _option("text", "text field of local corpus files")
-    document_words: int = _option(256, "retrieved documents are cut to their first N space-separated words (the "
-                                       "index holds the full texts)")
-    query_words: int = _option(20, "queries are cut to their first N space-separated words")
-    documents_per_query: int = _option(30, "hits kept per query field")
-    documents_per_example: int = _option(30, "merged hits kept per example (chosen_examples)")
-    index_dir: str | None = _option(None, "document store and BM25 index (default: <output>.bm25)")
-    cache_dir: str | None = _option(None, "retrieved hits per task and split (default: <output>.cache)")
-    scoring: str = _option("lucene", "BM25 scoring", choices=["lucene", "okapi"])
-    shard_size: int = _option(1_000_000, "documents per index shard (bounds indexing memory)")
-    index_dtype: str = _option("float32", "score matrix precision", choices=["float32", "float64"])
-    num_workers: int = _option(1, "processes that tokenise documents and search queries")
-    elasticsearch_url: str | None = _option(None, "retrieve with this Elasticsearch server instead")
-    elasticsearch_index: str = _option("zemi_corpus", "index name on that server (created and filled if absent)")
-    max_examples_per_split: int | None = _option(None, "only the first N raw examples of each split (trial runs)")
+    tasks: list[str] = option(("all",), "task groups (train, eval, all), built-in dataset dirs, or custom task dirs",
+                              nargs="+")
+    corpus: str = option(None, 'retrieval corpus: "c4" (allenai/c4 en, streamed) or a local jsonl/parquet/arrow '
+                               "file or directory", required=True)
+    output: str = option(None, "the 30aug root to write", required=True)
+    num_documents: int | None = option(None, "index the first N corpus documents", minimum=1)
+    corpus_fraction: float | None = option(None, "or this leading fraction (c4: 0.05 = the authors' 18,243,444)")
+    text_field: str = option("text", "text field of local corpus files")
+    document_words: int = option(256, "retrieved documents are cut to their first N space-separated words (the "
+                                      "index holds the full texts)", minimum=1)
+    query_words: int = option(20, "queries are cut to their first N space-separated words", minimum=1)
+    documents_per_query: int = option(30, "hits kept per query field", minimum=1)
+    documents_per_example: int = option(30, "merged hits kept per example (chosen_examples)", minimum=1)
+    index_dir: str | None = option(None, "document store and BM25 index (default: <output>.bm25)")
+    cache_dir: str | None = option(None, "retrieved hits per task and split (default: <output>.cache)")
+    scoring: str = option("lucene", "BM25 scoring", choices=["lucene", "okapi"])
+    shard_size: int = option(1_000_000, "documents per index shard (bounds indexing memory)", minimum=1)
+    index_dtype: str = option("float32", "score matrix precision", choices=["float32", "float64"])
+    num_workers: int = option(1, "processes that tokenise documents and search queries", minimum=1)
+    elasticsearch_url: str | None = option(None, "retrieve with this Elasticsearch server instead")
+    elasticsearch_index: str = option("zemi_corpus", "index name on that server (created and filled if absent)")
+    max_examples_per_split: int | None = option(None, "only the first N raw examples of each split (trial runs)",
+                                                minimum=1)
 
     def __post_init__(self):
-        self.tasks = self.tasks or ["all"]
+        self.tasks = list(self.tasks or ["all"])
         if not self.corpus or not self.output:
-            raise ConfigError("corpus and output are required")
+            raise ConfigError("--corpus and --output are required")
         if self.num_documents is not None and self.corpus_fraction is not None:
             raise ConfigError("give --num_documents or --corpus_fraction, not both")
-        positive = ("document_words", "query_words", "documents_per_query", "documents_per_example", "shard_size",
-                    "num_workers", "num_documents", "max_examples_per_split")
-        for name in positive:
-            value = getattr(self, name)
-            if value is not None and value < 1:
-                raise ConfigError(f"--{name} must be a positive integer, got {value}")
+        check_ranges(self)
         if self.corpus_fraction is not None and not 0 < self.corpus_fraction <= 1:
             raise ConfigError(f"--corpus_fraction must be within (0, 1], got {self.corpus_fraction}")
         self.index_dir = self.index_dir or f"{self.output.rstrip('/')}.bm25"
@@ -233,7 +225,7 @@ def build(config: BuildConfig) -> Path:
             hits = {task.dataset_dir: retrieve_task(task, raw[task.dataset_dir], search_index, config)
                     for task in tasks}
         templates = [(task, template) for task in tasks for template in load_templates(task)]
-        for task, template in tqdm(templates, unit=" templates", desc="writing templates", mininterval=2):
+        for task, template in progress(templates, unit=" templates", desc="writing templates", mininterval=2):
             write_template(task, template, raw[task.dataset_dir], hits[task.dataset_dir], store, output,
                            config.document_words)
     shutil.rmtree(output / PARTIAL_DIR, ignore_errors=True)
@@ -244,35 +236,19 @@ def _limit(raw: dict[str, list[dict]], limit: int | None) -> dict[str, list[dict
     return raw if limit is None else {split: examples[:limit] for split, examples in raw.items()}
 
 
-class _HelpFormatter(argparse.RawDescriptionHelpFormatter, argparse.ArgumentDefaultsHelpFormatter):
-    """The module docstring as written, and every option's default."""
-
-
 def parse_args(argv: Sequence[str] | None = None) -> BuildConfig:
     """Command-line flags, one per `BuildConfig` field."""
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=_HelpFormatter)
-    for option in fields(BuildConfig):
-        kind = {"int | None": int, "float | None": float, "int": int, "float": float}.get(str(option.type), str)
-        extra = {key: value for key, value in option.metadata.items() if key != "help"}
-        parser.add_argument(f"--{option.name}", type=kind, default=option.default, help=option.metadata["help"],
-                            **extra)
-    parser.add_argument("--shuffle_documents", help=argparse.SUPPRESS)  # moved to zemi.data.shuffle
-    args = vars(parser.parse_args(argv))
-    mode = args.pop("shuffle_documents")
-    if mode is not None:
+    argv = sys.argv[1:] if argv is None else argv
+    if any(arg.split("=")[0] == "--shuffle_documents" for arg in argv):  # a former option: say where it went
         raise ConfigError(
-            f"--shuffle_documents {mode}: the shuffled-document ablations are no longer a build option. Build the "
-            "data, then apply the authors' rule (data/get_shuffled_augmentation_dataset.py) to it: python -m "
-            "zemi.data.shuffle --input_root <output> --output_root <new root> --mode within_task|cross_task")
-    return BuildConfig(**args)
+            "--shuffle_documents: the shuffled-document ablations are no longer a build option. Build the data, then "
+            "apply the authors' rule (data/get_shuffled_augmentation_dataset.py) to it: zemi-shuffle --input_root "
+            "<output> --output_root <new root> --mode within_task|cross_task")
+    return parse_config(BuildConfig, argv, __doc__)
 
 
-def main(argv: Sequence[str] | None = None) -> None:
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    config = parse_args(argv)
-    output = build(config)
+def main(argv: Sequence[str] | None = None) -> Path:
+    setup_logging()
+    output = build(parse_args(argv))
     logger.info("30aug data ready under %s", output)
-
-
-if __name__ == "__main__":
-    run_entry(main)
+    return output

@@ -1,7 +1,7 @@
 """The paper's shuffled-document ablations (the authors' data/get_shuffled_augmentation_dataset.py): a copy of a 30aug
 root in the same layout in which every example reads the retrieved documents of another example.
 
-    python -m zemi.data.shuffle --input_root <30aug> --output_root <30aug_shuffled> --mode within_task --seed 42
+    zemi-shuffle --input_root <30aug> --output_root <30aug_shuffled> --mode within_task --seed 42
 
 within_task: each row of a template's split takes the `chosen_examples` of a uniformly drawn other row (another
 index, never its own) of the same split, with replacement, drawn anew for every template. cross_task: each row takes
@@ -15,17 +15,17 @@ shuffles it too.
 
 from __future__ import annotations
 
-import argparse
 import logging
 import random
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Sequence
 
 from datasets import Dataset, DatasetDict, concatenate_datasets, load_from_disk
 
+from zemi.cli import option, parse_config, setup_logging
 from zemi.data.mixture import list_entries, open_template_dir
 from zemi.data.validation import DataError
-from zemi.errors import run_entry
 from zemi.io import publish, temporary_sibling
 
 logger = logging.getLogger(__name__)
@@ -141,24 +141,19 @@ def _save(dataset: Dataset | DatasetDict, target: Path) -> None:
     publish(tmp, target)
 
 
-def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--input_root", required=True, help="The 30aug root: <root>/<dataset_dir>/<template>/")
-    parser.add_argument("--output_root", required=True, help="Where the shuffled copy goes (new or empty)")
-    parser.add_argument("--mode", required=True, choices=MODES, help="Documents of another example of the same "
-                        "template (within_task) or of an example of another task (cross_task)")
-    parser.add_argument("--seed", type=int, default=42, help="Seed of the draws (the authors': 42)")
-    parser.add_argument("--shuffle_sampled", action="store_true",
-                        help="Also shuffle `<template>_sampled` train splits (the authors' script copies them)")
-    return parser.parse_args(argv)
+@dataclass
+class ShuffleOptions:
+    input_root: str = option(None, "The 30aug root: <root>/<dataset_dir>/<template>/", required=True)
+    output_root: str = option(None, "Where the shuffled copy goes (new or empty)", required=True)
+    mode: str = option(None, "Documents of another example of the same template (within_task) or of an example of "
+                       "another task (cross_task)", required=True, choices=MODES)
+    seed: int = option(42, "Seed of the draws (the authors': 42)")
+    shuffle_sampled: bool = option(False, "Also shuffle `<template>_sampled` train splits (the authors' script copies "
+                                   "them)")
 
 
 def main(argv: Sequence[str] | None = None) -> Path:
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    args = parse_args(argv)
-    return shuffle_root(args.input_root, args.output_root, mode=args.mode, seed=args.seed,
-                        shuffle_sampled=args.shuffle_sampled)
-
-
-if __name__ == "__main__":
-    run_entry(main)
+    setup_logging()
+    options = parse_config(ShuffleOptions, argv, __doc__)
+    return shuffle_root(options.input_root, options.output_root, mode=options.mode, seed=options.seed,
+                        shuffle_sampled=options.shuffle_sampled)

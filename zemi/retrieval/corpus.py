@@ -15,8 +15,7 @@ from typing import Iterable, Iterator, Sequence
 
 import pyarrow as pa
 
-from tqdm.auto import tqdm
-
+from zemi.cli import progress
 from zemi.errors import ConfigError, MissingInputError
 
 logger = logging.getLogger(__name__)
@@ -168,12 +167,12 @@ class DocumentStore:
         partial = path.with_name(path.name + ".partial")
         schema = pa.schema([("text", pa.large_string())])
         with pa.OSFile(str(partial), "wb") as sink, pa.ipc.new_file(sink, schema) as writer, \
-                tqdm(total=total, unit=" documents", desc="storing the corpus", mininterval=2) as progress:
+                progress(total=total, unit=" documents", desc="storing the corpus", mininterval=2) as bar:
             iterator = iter(texts)
             while batch := list(islice(iterator, batch_size)):
                 writer.write_batch(pa.record_batch([pa.array(batch, pa.large_string())], schema=schema))
-                progress.update(len(batch))
-        logger.info("stored %d documents in %s", progress.n, path)
+                bar.update(len(batch))
+        logger.info("stored %d documents in %s", bar.n, path)
         os.replace(partial, path)
         return cls.open(path)
 

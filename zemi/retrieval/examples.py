@@ -7,8 +7,7 @@ from __future__ import annotations
 import logging
 from typing import Mapping, Sequence
 
-from tqdm.auto import tqdm
-
+from zemi.cli import progress
 from zemi.retrieval.bm25 import Hits
 from zemi.retrieval.corpus import cut_words
 from zemi.retrieval.sharded import merge_hits
@@ -63,8 +62,8 @@ def retrieve_for_examples(
     A `description` shows a progress bar in queries per second."""
     results: list[Hits] = []
     num_fields = len(query_fields)
-    with tqdm(total=len(examples) * num_fields, unit=" queries", desc=description, disable=description is None,
-              mininterval=2) as progress:
+    with progress(total=len(examples) * num_fields, unit=" queries", desc=description, disable=description is None,
+                  mininterval=2) as bar:
         for start in range(0, len(examples), batch_size):
             batch = examples[start : start + batch_size]
             queries = [query for example in batch for query in example_queries(example, query_fields, query_words)]
@@ -72,7 +71,7 @@ def retrieve_for_examples(
             for position in range(len(batch)):
                 fields = hits[position * num_fields : (position + 1) * num_fields]
                 results.append(merge_field_hits(fields, per_example))
-            progress.update(len(queries))
+            bar.update(len(queries))
     logger.info("retrieved documents for %d examples", len(results))
     return results
 

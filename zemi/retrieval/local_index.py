@@ -1,6 +1,6 @@
 """A retrieval index directory: a corpus's full texts (`documents.arrow`) and a sharded BM25 index over them, both
-memory-mapped when opened. `zemi.data.build` keeps one beside its output (`<output>.bm25`); `build_local_index`
-(`python -m zemi.build_index`) writes one from any local jsonl / parquet / arrow corpus, in the same layout.
+memory-mapped when opened. `zemi-build-data` keeps one beside its output (`<output>.bm25`); `build_local_index`
+(`zemi-build-index`) writes one from any local jsonl / parquet / arrow corpus, in the same layout.
 """
 
 from __future__ import annotations
@@ -8,7 +8,9 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Sequence
 
+from zemi.cli import option, parse_config, setup_logging
 from zemi.errors import ConfigError, MissingInputError
 from zemi.retrieval.bm25 import METADATA_FILE, BM25Index
 from zemi.retrieval.corpus import DOCUMENT_WORDS, STORE_FILE, DocumentStore, iter_documents
@@ -39,11 +41,11 @@ class LocalIndex:
         if not ((path / SHARDS_FILE).is_file() or (path / METADATA_FILE).is_file()):
             raise MissingInputError(
                 f"--index {path} is not a retrieval index directory (no {SHARDS_FILE}): pass the index that "
-                "zemi.data.build keeps beside its output (<output>.bm25, or its --index_dir), or build one with "
-                "python -m zemi.build_index --corpus CORPUS --output DIR")
+                "zemi-build-data keeps beside its output (<output>.bm25, or its --index_dir), or build one with "
+                "zemi-build-index --corpus CORPUS --output DIR")
         if not (path / STORE_FILE).is_file():
             raise MissingInputError(f"--index {path} has no {STORE_FILE}: the index has no document texts to return "
-                                    "(rebuild it with python -m zemi.build_index)")
+                                    "(rebuild it with zemi-build-index)")
         index, store = open_index(path), DocumentStore.open(path / STORE_FILE)
         if len(index) != len(store):
             raise ConfigError(f"--index {path}: the BM25 index holds {len(index)} documents but {STORE_FILE} "
@@ -80,25 +82,25 @@ def build_local_index(corpus: str | Path, output: str | Path, *, text_field: str
     return LocalIndex.open(output)
 
 
-def main(argv=None) -> Path:
-    import argparse
+@dataclass
+class IndexOptions:
+    """Build a retrieval index directory (documents.arrow and a BM25 index) from a local corpus, for zemi-predict
+    --index:  zemi-build-index --corpus corpus.jsonl --output INDEX_DIR"""
 
-    parser = argparse.ArgumentParser(description="Build a retrieval index directory (documents.arrow and a BM25 "
-                                     "index) from a local corpus, for zemi.predict --index.",
-                                     formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-    parser.add_argument("--corpus", required=True, help="a jsonl / jsonl.gz / parquet / arrow file, or a directory "
-                        "of them")
-    parser.add_argument("--output", required=True, help="the index directory to write")
-    parser.add_argument("--text_field", default="text", help="the field holding each document's text")
-    parser.add_argument("--num_documents", type=int, default=None, help="index only the first N documents")
-    parser.add_argument("--scoring", default="lucene", choices=["lucene", "okapi"], help="BM25 scoring")
-    parser.add_argument("--shard_size", type=int, default=1_000_000, help="documents per index shard")
-    parser.add_argument("--index_dtype", default="float32", choices=["float32", "float64"],
-                        help="score matrix precision")
-    parser.add_argument("--num_workers", type=int, default=1, help="processes that tokenise documents")
-    args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    build_local_index(args.corpus, args.output, text_field=args.text_field, num_documents=args.num_documents,
-                      scoring=args.scoring, shard_size=args.shard_size, dtype=args.index_dtype,
-                      num_workers=args.num_workers)
-    return Path(args.output)
+    corpus: str = option(None, "a jsonl / jsonl.gz / parquet / arrow file, or a directory of them", required=True)
+    output: str = option(None, "the index directory to write", required=True)
+    text_field: str = option("text", "the field holding each document's text")
+    num_documents: int | None = option(None, "index only the first N documents", minimum=1)
+    scoring: str = option("lucene", "BM25 scoring", choices=["lucene", "okapi"])
+    shard_size: int = option(1_000_000, "documents per index shard", minimum=1)
+    index_dtype: str = option("float32", "score matrix precision", choices=["float32", "float64"])
+    num_workers: int = option(1, "processes that tokenise documents", minimum=1)
+
+
+def main(argv: Sequence[str] | None = None) -> Path:
+    setup_logging()
+    options = parse_config(IndexOptions, argv, IndexOptions.__doc__)
+    build_local_index(options.corpus, options.output, text_field=options.text_field,
+                      num_documents=options.num_documents, scoring=options.scoring, shard_size=options.shard_size,
+                      dtype=options.index_dtype, num_workers=options.num_workers)
+    return Path(options.output)

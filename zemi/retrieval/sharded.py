@@ -13,8 +13,7 @@ from multiprocessing import get_context
 from pathlib import Path
 from typing import Iterable, Iterator, Sequence
 
-from tqdm.auto import tqdm
-
+from zemi.cli import progress
 from zemi.io import write_bytes_atomic, write_text_atomic
 from zemi.retrieval.bm25 import BM25Index, Hits, iter_token_lists
 from zemi.retrieval.corpus import DocumentStore
@@ -35,8 +34,8 @@ def merge_hits(hits_per_shard: Sequence[Hits], k: int) -> Hits:
 
 def _progress(texts: Iterable[str], total: int, description: str) -> Iterator[str]:
     """`texts`, counted by a progress bar in documents per second."""
-    with tqdm(texts, total=total, unit=" documents", desc=description, mininterval=2) as progress:
-        yield from progress
+    with progress(texts, total=total, unit=" documents", desc=description, mininterval=2) as bar:
+        yield from bar
 
 
 def collect_stats(store: DocumentStore, num_workers: int = 1) -> CorpusStats:

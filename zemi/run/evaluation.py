@@ -17,7 +17,6 @@ import torch
 from accelerate import Accelerator
 from huggingface_hub import try_to_load_from_cache
 from torch.utils.data import DataLoader
-from tqdm.auto import tqdm
 from transformers import AutoTokenizer, T5Config
 
 from zemi.data.collate import Collator
@@ -29,8 +28,8 @@ from zemi.faults import crash_point
 from zemi.io import step_of
 from zemi.models.checkpoint_files import CheckpointReadError, check_weights_fit, checkpoint_shapes
 from zemi.models.modeling_t5 import T5WithOwnLMHead
-from zemi.run.cli import setup_logging
-from zemi.run.config import EvalConfig, parse_config
+from zemi.cli import progress, setup_logging
+from zemi.run.config import EvalConfig, parse_evaluation
 from zemi.run.method import Method, collator_for
 from zemi.run.objectives import choice_scores, choice_table
 from zemi.run.presets import PAPER
@@ -89,7 +88,7 @@ def model_kind(model_name_or_path: str) -> str:
     if model_type in ("zemi", "zemi_fid"):  # e.g. a step_N copied out of its run
         raise ConfigError(f"{path}: a {model_type} model without the args.json of its run (the text rules it was "
                           "trained with); pass its run directory, or a directory written by "
-                          "zemi.convert_original_checkpoint")
+                          "zemi-convert")
     if model_type != "t5":
         raise ConfigError(f"{config_file}: model_type {model_type!r}; a model directory without args.json is "
                           "evaluated as a plain T5 (No Aug, or Concat with --concat_aug_num), so it must be 't5'")
@@ -263,7 +262,7 @@ def evaluate_template(model, template: EvalTemplate, featurizer: Featurizer, col
     loader = accelerator.prepare(DataLoader(data.select(order), batch_size=config.per_device_eval_batch_size,
                                             collate_fn=IndexedCollator(collator)))
     columns: dict[str, list] = {"index": [], "gold": [], "gold_in_choices": [], "predicted": [], "scores": []}
-    batches = tqdm(loader, desc=f"{template.task}/{template.name}", unit="batch", leave=False,
+    batches = progress(loader, desc=f"{template.task}/{template.name}", unit="batch", leave=False,
                    disable=not accelerator.is_local_main_process)
     for batch in batches:
         with accelerator.autocast():
@@ -327,14 +326,14 @@ def run_evaluation(config: EvalConfig) -> Path:
                                        "skipped_checkpoints": skipped["checkpoints"]}, rows)
 
     todo = {step: [t for t in templates if (step, template_key(t.path)) not in done] for step, _ in checkpoints}
-    progress = tqdm(total=sum(map(len, todo.values())), desc="evaluating", unit="template",
+    bar = progress(total=sum(map(len, todo.values())), desc="evaluating", unit="template",
                     disable=not accelerator.is_local_main_process)
     for step, checkpoint in checkpoints:
         if not todo[step]:
             continue
         model = _load_or_skip(source, step, checkpoint, config, skipped["checkpoints"])
         if model is None:
-            progress.update(len(todo[step]))
+            bar.update(len(todo[step]))
             continue
         model.to(accelerator.device).eval()
         for template in todo[step]:
@@ -351,13 +350,13 @@ def run_evaluation(config: EvalConfig) -> Path:
             write()
             crash_point("evaluation_row")
             rate = score.num_examples / (time.perf_counter() - start)
-            progress.set_postfix(step=step, template=f"{score.task}/{score.template}", examples_per_s=f"{rate:.1f}")
-            progress.update()
+            bar.set_postfix(step=step, template=f"{score.task}/{score.template}", examples_per_s=f"{rate:.1f}")
+            bar.update()
             logger.info("step %s %s/%s: accuracy %.4f (chance %.4f, %d examples, %.1f examples/s)", step, score.task,
                         score.template, score.accuracy, score.chance, score.num_examples, rate)
         log_metrics(accelerator, tracked_scores([row for row in rows if row["step"] == step]), step)
         del model
-    progress.close()
+    bar.close()
     if not rows:
         raise CheckpointReadError(f"no checkpoint of {config.model_name_or_path} could be read: "
                                   f"{[entry['error'] for entry in skipped['checkpoints']]}")
@@ -436,5 +435,13 @@ def _absolute_if_local(name_or_path: str) -> str:
     return os.path.abspath(name_or_path) if Path(name_or_path).exists() else name_or_path
 
 
-def main(argv: Sequence[str] | None = None) -> Path:
-    return run_evaluation(parse_config(EvalConfig, argv, "Zero-shot rank-classification evaluation"))
+DESCRIPTION = """Zero-shot rank-classification evaluation of a run directory (ours or the authors' download, any method:
+it is read from the run's args.json) or of a plain T5, on the held-out tasks of --preset (the paper's by default)
+or the template dirs of --processed_dataset_paths.
+
+    zemi-eval --model_name_or_path output/p3_finetuning/zemi_base --output_dir output/eval/zemi_base
+"""
+
+
+def main(argv: Sequence[str] | None = None, *, description: str = DESCRIPTION) -> Path:
+    return run_evaluation(parse_evaluation(argv, description))

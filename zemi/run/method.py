@@ -102,8 +102,9 @@ def collator_for(method: Method, lengths: MaxLengths, pad_token_id: int, *, pad_
                     round_documents=not zemi)
 
 
-def method_for(config: TrainConfig, *, family: str) -> Method:
-    """The method a training entry point runs; `family` is "baseline" (No Aug, Concat) or "xattn" (FiD, Zemi)."""
+def method_for(config: TrainConfig, *, family: str | None = None) -> Method:
+    """The method a training run trains. `family`, "baseline" (No Aug, Concat) or "xattn" (FiD, Zemi), is the one
+    that the authors' entry point being run trains; a method of the other family is refused."""
     method = Method.from_args(asdict(config))
     uses_documents = get_architecture(method.architecture).uses_documents
     if family == "baseline" and uses_documents:

@@ -1,4 +1,4 @@
-"""What a model is scored by, computed once for training, validation, evaluation, zemi.predict and the benchmarks:
+"""What a model is scored by, computed once for training, validation, evaluation, zemi-predict and the benchmarks:
 the teacher-forced token loss, and zero-shot rank classification (the T0 protocol).
 
 Rank classification scores each answer choice by the sum of its tokens' log-probabilities (EOS included, no length

@@ -1,22 +1,25 @@
-"""The recipes, written once: the paper's (the default of every training flag) and the embedded demo's.
+"""The recipes, written once: the paper's (the default of zemi-train and zemi-eval) and the embedded demo's.
 
-`TrainConfig`'s defaults, the training scripts (`SETUP_ENV.sh` runs `python -m zemi.run.presets NAME --shell`) and
-the docs read these tables: change a number here and all of them follow. Paths may start with {repo} (the
-repository), {data_root} (`data/`, or $DATA_ROOT) or {output} (the preset's output root, or $OUTPUT_SRC_ROOT).
-`python -m zemi.run.presets paper` prints a preset.
+`--preset paper|demo --model_size base|large` resolves every recipe value, backbone, perceiver config, data path and
+task list from these tables (`zemi.run.config`); a flag given explicitly wins. Paths may start with {data_root}
+(`--data_root`, the authors' $DATA_ROOT) or {output} (`--output_root`, their $OUTPUT_SRC_ROOT).
+`zemi-preset --preset demo` prints a preset as it resolves; `--get NAME` one value of it (the training scripts).
 """
 
 from __future__ import annotations
 
-import argparse
 import json
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Sequence
 
+from zemi.cli import option, parse_config
+from zemi.configs import perceiver_config_path
 from zemi.data.task_lists import HELD_OUT_TASKS, TRAINING_MIXTURE
+from zemi.errors import ConfigError, MissingInputError
 
-DEMO_MIXTURE_FILE = "data/demo/tasks/mixture.json"  # the demo's task lists, written by its task builder
+SIZES = ("base", "large")
+DEMO_MIXTURE_FILE = "{data_root}/demo/tasks/mixture.json"  # the demo's task lists, written by its task builder
 
 
 @dataclass(frozen=True)
@@ -26,10 +29,9 @@ class Preset:
     recipe: dict[str, Any]  # TrainConfig field -> value, the same for every method and size
     batch_size: dict[str, int]  # per process, by model size (the paper: 8 processes, a global batch of 32 for base)
     eval_batch_size: int  # examples per process in validation and evaluation
-    concat_aug_num: int  # documents the Concat baseline appends
     backbones: dict[str, str]
-    perceiver_configs: dict[str, str]
-    output: str  # run directories (p3_finetuning/), evaluations (eval/) and reports go below it
+    perceiver_configs: dict[str, str]  # for FiD and Zemi, by model size
+    output: str  # the output root: run directories (p3_finetuning/), evaluations (eval/) and reports below it
     data: str  # the 30aug root
     reports: dict[str, str]  # where Table 1 of each model size goes
     train_tasks: tuple[str, ...] | None = None  # None: read from DEMO_MIXTURE_FILE
@@ -45,11 +47,10 @@ PAPER = Preset(
     ),
     batch_size={"base": 4, "large": 1},
     eval_batch_size=8,
-    concat_aug_num=5,
     backbones={"base": "google/t5-base-lm-adapt", "large": "google/t5-large-lm-adapt"},
-    perceiver_configs={"base": "{repo}/training/perceiver_configs/xattn_multi_aug_config_v1_v3_5aug.json",
-                       "large": "{repo}/training/perceiver_configs/xattn_multi_aug_config_v1_v3_5aug_t5_large.json"},
-    output="{repo}/output",
+    # The published files, shipped in the package (training/perceiver_configs/ links to them).
+    perceiver_configs={size: str(perceiver_config_path(size)) for size in SIZES},
+    output="output",
     data="{data_root}/p3_c4_document_level_chosen_examples/30aug",
     reports={"base": "{output}/report/base", "large": "{output}/report/large"},
     train_tasks=TRAINING_MIXTURE,
@@ -61,14 +62,13 @@ PAPER = Preset(
 # (documents are at most ~64 tokens; answers a few words), and a larger learning rate for the tiny backbone.
 DEMO = Preset(
     recipe={**PAPER.recipe, "learning_rate": 1e-3, "num_train_epochs": 1, "max_length": 320, "aug_max_length": 64,
-            "target_max_length": 16, "num_shots": 125, "group_by_length": True, "checkpointing_steps": None},
+            "target_max_length": 16, "num_shots": 125, "group_by_length": True},
     batch_size={"base": 16, "large": 16},
     eval_batch_size=32,
-    concat_aug_num=5,
     backbones={"base": "{data_root}/demo/backbone", "large": "{data_root}/demo/backbone"},
     perceiver_configs={"base": "{data_root}/demo/perceiver_config.json",
                        "large": "{data_root}/demo/perceiver_config.json"},
-    output="{repo}/output/demo",
+    output="output/demo",
     data="{output}/data/30aug",
     reports={"base": "{output}", "large": "{output}"},
 )
@@ -76,79 +76,97 @@ DEMO = Preset(
 PRESETS = {"paper": PAPER, "demo": DEMO}
 
 
+@dataclass(frozen=True)
+class Resolved:
+    """A preset for one model size, its paths filled in: the values the commands take as defaults."""
+
+    preset: str
+    model_size: str
+    recipe: dict[str, Any]
+    per_device_train_batch_size: int
+    per_device_eval_batch_size: int
+    lm_name: str
+    perceiver_config: str
+    dataset_root_path: str
+    train_tasks: list[str]
+    eval_tasks: list[str]
+    output_root: str
+    report_dir: str
+
+
 def get_preset(name: str) -> Preset:
     try:
         return PRESETS[name]
     except KeyError:
-        raise ValueError(f"unknown preset {name!r} (ZEMI_PRESET); valid names: {sorted(PRESETS)}") from None
+        raise ConfigError(f"unknown preset {name!r} (--preset, ZEMI_PRESET); valid names: {sorted(PRESETS)}") from None
 
 
-def task_lists(preset: Preset, repo_root: str | Path = ".") -> tuple[list[str], list[str]]:
+def resolve(name: str, model_size: str = "base", *, data_root: str = "data", output_root: str | None = None) -> Resolved:
+    preset = get_preset(name)
+    if model_size not in SIZES:
+        raise ConfigError(f"unknown model size {model_size!r} (--model_size); valid sizes: {list(SIZES)}")
+    output = output_root or preset.output
+
+    def path(template: str) -> str:
+        return template.format(data_root=data_root, output=output)
+
+    train, held_out = task_lists(preset, data_root)
+    return Resolved(
+        preset=name, model_size=model_size, recipe=dict(preset.recipe),
+        per_device_train_batch_size=preset.batch_size[model_size], per_device_eval_batch_size=preset.eval_batch_size,
+        lm_name=path(preset.backbones[model_size]), perceiver_config=path(preset.perceiver_configs[model_size]),
+        dataset_root_path=path(preset.data), train_tasks=train, eval_tasks=held_out, output_root=output,
+        report_dir=path(preset.reports[model_size]))
+
+
+def task_lists(preset: Preset, data_root: str = "data") -> tuple[list[str], list[str]]:
     if preset.train_tasks is not None:
         return list(preset.train_tasks), list(preset.eval_tasks)
-    mixture = json.loads((Path(repo_root) / DEMO_MIXTURE_FILE).read_text())
+    path = Path(DEMO_MIXTURE_FILE.format(data_root=data_root))
+    if not path.is_file():
+        raise MissingInputError(f"{path}: no such file (the demo's task lists, under --data_root {data_root})")
+    mixture = json.loads(path.read_text())
     return list(mixture["train"]), list(mixture["eval"])
 
 
-# Recipe fields that SETUP_ENV.sh exports as variables, so that they can be overridden from the environment
-# (EPOCHS=3 bash training/zemi_base.sh); the others reach training as PRESET_TRAIN_ARGS.
-SHELL_RECIPE = {"num_train_epochs": "EPOCHS", "learning_rate": "LR", "sample_n": "SAMPLE_N",
-                "gradient_accumulation_steps": "GRAD_ACCUM", "max_length": "MAX_LENGTH",
-                "aug_max_length": "AUG_MAX_LENGTH", "target_max_length": "TARGET_MAX_LENGTH",
-                "warmup_ratio": "WARMUP_RATIO", "lr_scheduler_type": "LR_SCHEDULER", "weight_decay": "WEIGHT_DECAY"}
-SHELL_PLACEHOLDERS = {"{repo}": "$ZEMI_REPO_ROOT", "{data_root}": "$DATA_ROOT", "{output}": "$OUTPUT_SRC_ROOT"}
+# --- zemi-preset ---------------------------------------------------------------------------------------------------
 
 
-def recipe_flags(preset: Preset) -> list[str]:
-    """The recipe's fields without a shell variable, as training flags."""
-    flags = []
-    for name, value in preset.recipe.items():
-        if name in SHELL_RECIPE or value is None or value is False:
-            continue
-        flags += [f"--{name}"] if value is True else [f"--{name}", str(value)]
-    return flags
+@dataclass
+class PresetOptions:
+    preset: str = option("paper", "The recipe and inputs the other defaults come from: paper (the published recipe, "
+                         "the authors' 30aug data, google/t5-*-lm-adapt) or demo (the embedded demo, data/demo)",
+                         choices=sorted(PRESETS))
+    data_root: str = option("data", "What the preset's data paths start from (the authors' $DATA_ROOT): the paper's "
+                            "30aug root is <data_root>/p3_c4_document_level_chosen_examples/30aug, the demo's assets "
+                            "are under <data_root>/demo")
+    output_root: str | None = option(None, "The output root (the authors' $OUTPUT_SRC_ROOT; default: the preset's, "
+                                     "output or output/demo); the demo builds its 30aug data under it")
 
 
-def shell_variables(name: str, repo_root: str | Path) -> dict[str, str]:
-    """SETUP_ENV.sh's variables and their defaults, in the order they must be set (later ones refer to earlier)."""
-    preset = get_preset(name)
-    train, held_out = task_lists(preset, repo_root)
-    values = {SHELL_RECIPE[field]: preset.recipe[field] for field in SHELL_RECIPE}
-    values.update(
-        BS_BASE=preset.batch_size["base"], BS_LARGE=preset.batch_size["large"], EVAL_BS=preset.eval_batch_size,
-        CONCAT_AUG_NUM=preset.concat_aug_num, PRESET_TRAIN_ARGS=" ".join(recipe_flags(preset)),
-        TRAIN_MIXTURE=" ".join(train), EVAL_TASKS=" ".join(held_out),
-        OUTPUT_SRC_ROOT=preset.output, AUG_DATA_ROOT=preset.data,
-        LM_BASE=preset.backbones["base"], LM_LARGE=preset.backbones["large"],
-        PERCEIVER_CONFIG_BASE=preset.perceiver_configs["base"], PERCEIVER_CONFIG_LARGE=preset.perceiver_configs["large"],
-        REPORT_DIR_BASE=preset.reports["base"], REPORT_DIR_LARGE=preset.reports["large"],
-    )
-    return {key: str(value) for key, value in values.items()}
+@dataclass
+class SizedPresetOptions(PresetOptions):
+    model_size: str = option("base", "The model size: the preset's backbone, batch size and perceiver config",
+                             choices=SIZES)
 
 
-def shell_default(value: str) -> str:
-    """`value` inside a double-quoted ${VAR:-...}: what the shell would expand is escaped, except the placeholders,
-    which become the variables SETUP_ENV.sh has set before."""
-    escaped = "".join("\\" + c if c in '"$`\\' else c for c in value)
-    for placeholder, variable in SHELL_PLACEHOLDERS.items():
-        escaped = escaped.replace(placeholder, variable)
-    return escaped
+@dataclass
+class PrintOptions(SizedPresetOptions):
+    get: list[str] = option((), "Print only these values, one per line (lists space-separated), e.g. --get "
+                            "eval_tasks report_dir; names: the fields of the JSON printed without it", nargs="+")
 
 
-def main(argv: Sequence[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description="Print a recipe preset (as JSON, or as shell defaults).",
-                                     formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-    parser.add_argument("name", choices=sorted(PRESETS))
-    parser.add_argument("--shell", action="store_true",
-                        help="print `export VAR=\"${VAR:-default}\"` lines (what SETUP_ENV.sh evaluates)")
-    parser.add_argument("--repo_root", default=".", help="the repository (where the demo's task list is read)")
-    args = parser.parse_args(argv)
-    if args.shell:
-        for key, value in shell_variables(args.name, args.repo_root).items():
-            print(f'export {key}="${{{key}:-{shell_default(value)}}}"')
-    else:
-        print(json.dumps(asdict(get_preset(args.name)), indent=2))
-
-
-if __name__ == "__main__":
-    main()
+def main(argv: Sequence[str] | None = None) -> Resolved:
+    options = parse_config(PrintOptions, argv, __doc__)
+    resolved = resolve(options.preset, options.model_size, data_root=options.data_root,
+                       output_root=options.output_root)
+    values = asdict(resolved)
+    unknown = sorted(set(options.get) - set(values))
+    if unknown:
+        raise ConfigError(f"--get {' '.join(unknown)}: no such value; the names are {sorted(values)}")
+    for name in options.get:
+        value = values[name]
+        print(" ".join(map(str, value)) if isinstance(value, list) else value)
+    if not options.get:
+        print(json.dumps(values, indent=2))
+    return resolved

@@ -2,7 +2,7 @@
 
 It holds `args.json`, optionally `perceiver_config.json`, and `step_<N>` checkpoints: ours are `save_pretrained`
 directories (safetensors); the authors' are `torch.save` state-dict files (Zemi, FiD) or `save_pretrained`
-directories (No Aug, Concat). A converted run (`zemi.convert_original_checkpoint`) is one Hugging Face model
+directories (No Aug, Concat). A converted run (`zemi-convert`) is one Hugging Face model
 directory with the run's `args.json` beside its config.json: its one checkpoint is the directory itself, and its
 fusion settings are the config's. Checkpoints are written atomically (`zemi.io.publish`) and checked before loading
 (`zemi.models.checkpoint_files`): an evaluation sweep skips unreadable ones.

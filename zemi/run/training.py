@@ -24,7 +24,6 @@ import torch
 from accelerate import Accelerator
 from accelerate.utils import broadcast_object_list, set_seed
 from torch.utils.data import DataLoader
-from tqdm.auto import tqdm
 from transformers import AutoTokenizer, get_scheduler
 
 from zemi.errors import MissingInputError
@@ -36,8 +35,8 @@ from zemi.faults import crash_point
 from zemi.io import publish, recover_interrupted_writes, step_entries, temporary_sibling, write_csv_atomic, \
     write_json_atomic
 from zemi.models.registry import build_model
-from zemi.run.config import TrainConfig, parse_config
-from zemi.run.cli import setup_logging
+from zemi.run.config import TrainConfig, parse_training
+from zemi.cli import progress, setup_logging
 from zemi.run.loss import loss_on, unwrap
 from zemi.run.method import Method, check_training_start, collator_for, method_for
 from zemi.run.optim import make_optimizer
@@ -236,7 +235,7 @@ class Trainer:
         if config.resume_from_checkpoint:
             self.resume(config.resume_from_checkpoint)
         start_tracking(accelerator, asdict(config))
-        progress = tqdm(total=self.total_steps, initial=self.state.global_step, desc="train", unit="step",
+        bar = progress(total=self.total_steps, initial=self.state.global_step, desc="train", unit="step",
                         disable=not accelerator.is_local_main_process)
         while self.state.epoch < self.num_epochs:
             last_step_end = time.perf_counter()
@@ -248,12 +247,12 @@ class Trainer:
                 self.state.batches_done += len(micro_batches)
                 crash_point("step")
                 seconds, last_step_end = time.perf_counter() - last_step_end, time.perf_counter()
-                self.log_step(stats, seconds, progress)
+                self.log_step(stats, seconds, bar)
                 if config.checkpointing_steps and self.state.global_step % config.checkpointing_steps == 0:
                     self.save_state()
                     last_step_end = time.perf_counter()  # throughput counts training, not checkpoint writes
             self._finish_epoch()
-        progress.close()
+        bar.close()
         accelerator.wait_for_everyone()
 
     def epoch_batches(self):
@@ -309,15 +308,15 @@ class Trainer:
         loss = float(accelerator.reduce(loss_sum, reduction="sum") / global_tokens)
         return StepStats(loss=loss, examples=int(counts[2]), tokens=int(counts[0] + counts[1]))
 
-    def log_step(self, stats: StepStats, seconds: float, progress: tqdm) -> None:
+    def log_step(self, stats: StepStats, seconds: float, bar) -> None:
         """The step's loss, learning rate, throughput and (Zemi) gates: train_log.csv, trackers, progress bar."""
         accelerator = self.accelerator
         row = {"step": self.state.global_step, "epoch": self.state.epoch + 1, "loss": stats.loss,
                "lr": self.scheduler.get_last_lr()[0], "samples_per_s": stats.examples / seconds,
                "tokens_per_s": stats.tokens / seconds,
                **fusion_gates(unwrap(self.model), accelerator)}  # every process takes part
-        progress.update(1)
-        progress.set_postfix(loss=f"{stats.loss:.4f}", lr=f"{row['lr']:.2e}",
+        bar.update(1)
+        bar.set_postfix(loss=f"{stats.loss:.4f}", lr=f"{row['lr']:.2e}",
                              samples_per_s=f"{row['samples_per_s']:.1f}")
         if accelerator.is_main_process:
             _append_log(self.output_dir / LOG_FILE, row)
@@ -390,12 +389,21 @@ def _truncate_log(path: Path, last_step: int) -> None:
     write_csv_atomic(path, [row for row in rows if int(row["step"]) <= last_step])
 
 
-def main(argv: Sequence[str] | None = None, *, family: str) -> Path:
-    """Train one run; `family` is "baseline" (No Aug, Concat) or "xattn" (FiD, Zemi)."""
-    return run(parse_config(TrainConfig, argv, f"Multitask training ({family})"), family=family)
+DESCRIPTION = """Train No Aug, Concat, FiD or Zemi on the multitask mixture (the method: --model_architecture, and
+--concat_aug_num for Concat), with the recipe of --preset (the paper's by default).
+
+    zemi-train --model_architecture SharedEncoderDecoder_MultiAug --output_dir output/p3_finetuning/zemi_base
+    accelerate launch -m zemi train --preset demo --concat_aug_num 5 --output_dir output/demo/p3_finetuning/concat_base
+"""
 
 
-def run(config: TrainConfig, *, family: str) -> Path:
+def main(argv: Sequence[str] | None = None, *, family: str | None = None, description: str = DESCRIPTION) -> Path:
+    """Train one run. `family`, "baseline" (No Aug, Concat) or "xattn" (FiD, Zemi), is set by the authors' two
+    entry points, each of which trains one family; without it, --model_architecture decides."""
+    return run(parse_training(argv, description), family=family)
+
+
+def run(config: TrainConfig, *, family: str | None = None) -> Path:
     method = method_for(config, family=family)
     check_training_start(config, method)
     accelerator = make_accelerator(config)

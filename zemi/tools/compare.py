@@ -2,9 +2,9 @@
 got wrong, with the examples themselves (prompt, gold answer, both predictions, and the documents the augmented run
 read), from the per-example prediction files and the template datasets.
 
-    python -m zemi.compare output/eval/no_aug_base output/eval/zemi_base --output_dir output/compare
+    zemi-compare output/eval/no_aug_base output/eval/zemi_base --output_dir output/compare
 
-RUN_A and RUN_B are evaluation directories (zemi.evaluate's --output_dir). Each is read at its best checkpoint by
+RUN_A and RUN_B are evaluation directories (zemi-eval's --output_dir). Each is read at its best checkpoint by
 Table 1's rule, or at --step_a / --step_b. Examples are matched by template and validation row. The summary gives,
 per task, the counts (the discordant pairs a McNemar test would use) and B − A with its 95 % paired-bootstrap interval
 and p-value (docs/statistics.md). --output_dir writes compare.md and compare.json (every differing example's id; the
@@ -13,7 +13,6 @@ texts of those shown).
 
 from __future__ import annotations
 
-import argparse
 import logging
 from collections import defaultdict
 from dataclasses import dataclass, field
@@ -22,6 +21,7 @@ from typing import Sequence
 
 import numpy as np
 
+from zemi.cli import argument, option, parse_config, setup_logging
 from zemi.data.mixture import open_template_dir
 from zemi.data.processing import document_texts  # both forms of chosen_examples that datasets writes
 from zemi.errors import ConfigError, MissingInputError
@@ -79,7 +79,7 @@ def side(name: str, eval_dir: EvalDir, step: int | None, flag: str) -> Side:
         raise ConfigError(f"{flag} {step}: {eval_dir.path} has results for steps {steps} only")
     predictions = predictions_at([eval_dir], step)
     if predictions is None:
-        raise ConfigError(f"{eval_dir.path}: {NO_PREDICTIONS}; re-evaluate it with the current zemi.evaluate to "
+        raise ConfigError(f"{eval_dir.path}: {NO_PREDICTIONS}; re-evaluate it with the current zemi-eval to "
                           "compare it example by example")
     return Side(name, eval_dir, step, predictions)
 
@@ -212,7 +212,7 @@ def _quoted(text: str) -> list[str]:
     return [f"> {line}".rstrip() for line in text.splitlines() or [""]]
 
 
-def run_compare(args: argparse.Namespace) -> str:
+def run_compare(args: CompareOptions) -> str:
     first, second = read_eval_dir(args.run_a), read_eval_dir(args.run_b)
     names = (first.run, second.run) if first.run != second.run else (f"{first.run} (A)", f"{second.run} (B)")
     a = side(names[0], first, args.step_a, "--step_a")
@@ -250,26 +250,23 @@ def compare_json(a: Side, b: Side, tasks: list[TaskComparison], shown: dict, not
                                "shown": shown[t.task]} for t in tasks}}
 
 
-class _HelpFormatter(argparse.RawDescriptionHelpFormatter, argparse.ArgumentDefaultsHelpFormatter):
-    """The module docstring as written, and every option's default."""
+@dataclass
+class CompareOptions:
+    run_a: str = argument("an evaluation directory (with results.json), e.g. No Aug's", metavar="RUN_A")
+    run_b: str = argument("another evaluation directory, e.g. Zemi's", metavar="RUN_B")
+    step_a: int | None = option(None, "checkpoint of RUN_A (default: its best)")
+    step_b: int | None = option(None, "checkpoint of RUN_B (default: its best)")
+    output_dir: str | None = option(None, "write compare.md and compare.json here")
+    examples: int = option(10, "examples shown per task and direction (the counts and compare.json's ids cover all)",
+                           minimum=0)
+    data_root: str | None = option(None, "read the templates from <DIR>/<task>/<template> instead of the paths in "
+                                   "the files")
+    resamples: int = option(RESAMPLES, "bootstrap resamples for the interval and p-value")
+    bootstrap_seed: int = option(SEED, "seed of the bootstrap, so that a comparison is reproducible")
 
 
 def main(argv: Sequence[str] | None = None) -> str:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=_HelpFormatter)
-    parser.add_argument("run_a", metavar="RUN_A", help="an evaluation directory (with results.json), e.g. No Aug's")
-    parser.add_argument("run_b", metavar="RUN_B", help="another evaluation directory, e.g. Zemi's")
-    parser.add_argument("--step_a", type=int, default=None, help="checkpoint of RUN_A (default: its best)")
-    parser.add_argument("--step_b", type=int, default=None, help="checkpoint of RUN_B (default: its best)")
-    parser.add_argument("--output_dir", default=None, help="write compare.md and compare.json here")
-    parser.add_argument("--examples", type=int, default=10,
-                        help="examples shown per task and direction (the counts and compare.json's ids cover all)")
-    parser.add_argument("--data_root", default=None,
-                        help="read the templates from <DIR>/<task>/<template> instead of the paths in the files")
-    parser.add_argument("--resamples", type=int, default=RESAMPLES)
-    parser.add_argument("--bootstrap_seed", type=int, default=SEED)
-    args = parser.parse_args(argv)
-    if args.examples < 0:
-        raise ConfigError(f"--examples {args.examples}: must be >= 0")
-    text = run_compare(args)
+    setup_logging()
+    text = run_compare(parse_config(CompareOptions, argv, __doc__))
     print(text, end="")
     return text

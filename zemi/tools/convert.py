@@ -1,29 +1,30 @@
 """One training run's checkpoint (the authors' download or ours) as a self-contained Hugging Face model directory.
 
-    python -m zemi.convert_original_checkpoint output/p3_finetuning/zemi_base --step 18000 --output hf/zemi_base \\
+    zemi-convert output/p3_finetuning/zemi_base --step 18000 --output hf/zemi_base \\
         --eval_dir output/eval/zemi_base
 
 reads `step_N` as evaluation does (a `torch.save` file with weights_only=True and strict keys, or a save_pretrained
 directory) and writes safetensors weights, a config that carries the fusion settings (model_type "zemi" or
 "zemi_fid"; "t5" for No Aug and Concat), the tokenizer, the generation config, the run's args.json (the text rules
-evaluation and `zemi.predict` read) and a model card (README.md) with the Hub's metadata and, given --eval_dir,
-the accuracies. `AutoModelForSeq2SeqLM.from_pretrained(DIR)` loads it after `import zemi.models`; `zemi.evaluate` and
-`zemi.predict` take DIR like a run directory.
+evaluation and `zemi-predict` read) and a model card (README.md) with the Hub's metadata and, given --eval_dir,
+the accuracies. `AutoModelForSeq2SeqLM.from_pretrained(DIR)` loads it after `import zemi.models`; `zemi-eval` and
+`zemi-predict` take DIR like a run directory.
 """
 
 from __future__ import annotations
 
-import argparse
 import json
 import logging
 import shutil
 import statistics
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Sequence
 
 import torch
 from transformers import AutoTokenizer
 
+from zemi.cli import argument, option, parse_config, setup_logging
 from zemi.data.task_lists import TRAINING_MIXTURE
 from zemi.errors import ConfigError, MissingInputError, ZemiError
 from zemi.io import publish, temporary_sibling, write_json_atomic, write_text_atomic
@@ -91,7 +92,7 @@ def evaluation_rows(eval_dir: Path, step: int) -> list[dict]:
     results_file = eval_dir / "results.json"
     if not results_file.is_file():
         raise MissingInputError(f"--eval_dir {eval_dir}: no results.json (an evaluation output directory of "
-                                "zemi.evaluate)")
+                                "zemi-eval)")
     rows = [row for row in json.loads(results_file.read_text())["results"] if row["step"] == step]
     if not rows:
         raise ConfigError(f"--eval_dir {eval_dir}: results.json has no results for step {step}")
@@ -120,7 +121,7 @@ def model_card(run: RunDirectory, step: int, results: list[dict] | None) -> str:
         *metadata, "",
         f"# {method}: step {step} of `{run.path.name}`", "",
         f"A {method} model of [Zemi: Learning Zero-Shot Semi-Parametric Language Models from Multiple Tasks]({PAPER}) "
-        f"(Wang et al., ACL Findings 2023), converted from a training run by `zemi.convert_original_checkpoint` (model "
+        f"(Wang et al., ACL Findings 2023), converted from a training run by `zemi-convert` (model "
         f"architecture `{architecture}`, backbone `{backbone or 'unknown'}`, {documents}).", "",
         "## Use", "",
         "```python",
@@ -132,7 +133,7 @@ def model_card(run: RunDirectory, step: int, results: list[dict] | None) -> str:
         "```", "",
         "Answering a question with BM25 retrieval, with the text rules the model was trained with (args.json):", "",
         "```bash",
-        'python -m zemi.predict --model PATH --index INDEX_DIR --prompt "..." --choices "yes" "no"',
+        'zemi-predict --model PATH --index INDEX_DIR --prompt "..." --choices "yes" "no"',
         "```", "",
     ]
     if results:
@@ -164,22 +165,17 @@ def _documents_read(run: RunDirectory) -> str:
     return f"{concat} retrieved documents appended to the input" if concat else "no retrieved documents"
 
 
-def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=_HelpFormatter)
-    parser.add_argument("run_dir", help="a run directory: args.json, perceiver_config.json (Zemi, FiD), step_N")
-    parser.add_argument("--step", type=int, default=None, help="the checkpoint to convert (default: the last)")
-    parser.add_argument("--output", required=True, help="the Hugging Face model directory to write")
-    parser.add_argument("--eval_dir", default=None,
-                        help="this run's evaluation output (results.json): its accuracies go into the model card")
-    parser.add_argument("--overwrite", action="store_true", help="replace an existing --output")
-    return parser.parse_args(argv)
-
-
-class _HelpFormatter(argparse.RawDescriptionHelpFormatter, argparse.ArgumentDefaultsHelpFormatter):
-    """The module docstring as written, and every option's default."""
+@dataclass
+class ConvertOptions:
+    run_dir: str = argument("a run directory: args.json, perceiver_config.json (Zemi, FiD), step_N")
+    output: str = option(None, "the Hugging Face model directory to write", required=True)
+    step: int | None = option(None, "the checkpoint to convert (default: the last)")
+    eval_dir: str | None = option(None, "this run's evaluation output (results.json): its accuracies go into the "
+                                  "model card")
+    overwrite: bool = option(False, "replace an existing --output")
 
 
 def main(argv: Sequence[str] | None = None) -> Path:
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    args = parse_args(argv)
+    setup_logging()
+    args = parse_config(ConvertOptions, argv, __doc__)
     return convert(args.run_dir, args.output, step=args.step, eval_dir=args.eval_dir, overwrite=args.overwrite)

@@ -1,4 +1,4 @@
-"""Evaluation directories as the report, `zemi.compare` and the retrieval browser read them: results.json (the run,
+"""Evaluation directories as the report, `zemi-compare` and the retrieval browser read them: results.json (the run,
 its seed and settings, a row per checkpoint and template), the best checkpoint by Table 1's rule, and per-example
 predictions."""
 
@@ -58,7 +58,7 @@ def read_eval_dir(path: str | Path) -> EvalDir:
         raise ConfigError(f"{results_file} is not valid JSON ({err})") from None
     if not isinstance(data, dict) or not isinstance(data.get("results"), list) or "method" not in data:
         raise ConfigError(f"{results_file}: expected an object with 'method' and a 'results' list (written by "
-                          "zemi.evaluate)")
+                          "zemi-eval)")
     for number, row in enumerate(data["results"]):
         missing = [name for name in ROW_FIELDS if name not in row]
         if missing:

@@ -1,4 +1,4 @@
-"""Evaluated runs' answers in the retrieval browser (`python -m zemi.visualize_retrieval --eval_dirs ...`): each
+"""Evaluated runs' answers in the retrieval browser (`zemi-visualize --eval_dirs ...`): each
 method's prediction on each shown example of the eval split, right or wrong, and the "retrieval helped / hurt"
 filters (an augmented method right where No Aug is wrong, and the reverse), counted in Python over the whole split."""
 
@@ -60,7 +60,7 @@ def load_answers(eval_dirs: Sequence[str | Path], templates: Mapping[str, Path])
         predictions = predictions_at([item], step)
         if predictions is None:
             raise ConfigError(f"--eval_dirs {item.path}: {NO_PREDICTIONS}; re-evaluate it with the current "
-                              "zemi.evaluate to show its answers")
+                              "zemi-eval to show its answers")
         chosen.append((step, predictions))
     names = _names(directories)
     references = [i for i, (name, item) in enumerate(zip(names, directories)) if is_no_aug(name, item)]

@@ -2,11 +2,12 @@
 `loss.png` (training loss, raw and smoothed; the validation loss of each epoch; where warm-up ends and where
 `--group_by_length` restarts from its longest examples) and, for Zemi runs, `gates.png` (the tanh of every
 cross-attention block's gates). Several runs are overlaid, each labelled by its directory's name.
+
+    zemi-plot output/p3_finetuning/no_aug_base output/p3_finetuning/zemi_base --output output/plots
 """
 
 from __future__ import annotations
 
-import argparse
 import csv
 import io
 import json
@@ -17,6 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Sequence
 
+from zemi.cli import argument, option, parse_config, setup_logging
 from zemi.errors import MissingInputError, ZemiError
 from zemi.io import write_bytes_atomic
 
@@ -281,16 +283,18 @@ def write_plots(run_dirs: Sequence[str | Path], output_dir: str | Path) -> list[
     return written
 
 
+@dataclass
+class PlotOptions:
+    run_dirs: list[str] = argument("Run directories (holding train_log.csv)", nargs="+")
+    output: str | None = option(None, "Where the PNGs go (default: the run directory when one is given, else the "
+                                "current one)")
+
+
 def main(argv: Sequence[str] | None = None) -> list[Path]:
-    parser = argparse.ArgumentParser(description="Plot training curves (loss.png, and gates.png for Zemi runs) of "
-                                                 "one or more run directories, overlaid")
-    parser.add_argument("run_dirs", nargs="+", help="Run directories (holding train_log.csv)")
-    parser.add_argument("--output", default=None,
-                        help="Where the PNGs go (default: the run directory when one is given, else the current one)")
-    args = parser.parse_args(argv)
-    logging.basicConfig(format="%(levelname)s %(name)s: %(message)s", level=logging.INFO)
-    output = args.output or (args.run_dirs[0] if len(args.run_dirs) == 1 else ".")
-    written = write_plots(args.run_dirs, output)
+    setup_logging()
+    options = parse_config(PlotOptions, argv, __doc__)
+    output = options.output or (options.run_dirs[0] if len(options.run_dirs) == 1 else ".")
+    written = write_plots(options.run_dirs, output)
     for path in written:
         logger.info("wrote %s", path)
     return written

@@ -1,19 +1,18 @@
 """Answer one prompt with retrieval: BM25 documents from an index, read with the model's own text rules, then the
 answer choices ranked (each one's summed log-probability, as zero-shot evaluation scores them) or an answer generated.
 
-    python -m zemi.predict --model output/p3_finetuning/zemi_base \\
+    zemi-predict --model output/p3_finetuning/zemi_base \\
         --index data/p3_c4_document_level_chosen_examples/30aug.bm25 \\
         --prompt "Is the sky blue? Yes or no?" --choices yes no
 
 --model is a run directory (its last step_N, or --step), a step_N inside one, a converted directory
-(zemi.convert_original_checkpoint), or a plain T5 (No Aug; Concat with --concat_aug_num). The query is the prompt
+(zemi-convert), or a plain T5 (No Aug; Concat with --concat_aug_num). The query is the prompt
 (or --query) cut to its first 20 words, as the data builder cuts its queries; documents are cut to 256 words, as
 the builder writes them; the texts are built as in training (`zemi.data.processing.build_texts`).
 """
 
 from __future__ import annotations
 
-import argparse
 import json
 import logging
 import sys
@@ -24,6 +23,7 @@ from typing import Any, Sequence
 import torch
 from transformers.utils import logging as hf_logging
 
+from zemi.cli import option, parse_config, setup_logging
 from zemi.data.collate import Collator
 from zemi.data.mixture import open_template_dir
 from zemi.data.processing import ExampleTexts, Featurizer, build_texts
@@ -148,8 +148,8 @@ def check_index_fits(source: EvalSource, index: LocalIndex | None) -> None:
     wanted, method = source.method.rules.documents_read, method_name(source)
     if wanted and index is None:
         raise ConfigError(f"{method} reads {wanted} retrieved documents per input: pass --index (the retrieval "
-                          "index zemi.data.build keeps beside its output, <output>.bm25, or one built by "
-                          "python -m zemi.build_index)")
+                          "index zemi-build-data keeps beside its output, <output>.bm25, or one built by "
+                          "zemi-build-index)")
     if not wanted and index is not None:
         raise ConfigError(f"{method} reads no documents, so --index {index.path} would not be used: drop it (or "
                           "pass --concat_aug_num N to read a plain T5 as the Concat baseline)")
@@ -182,45 +182,40 @@ def render(result: Prediction, *, width: int = 300) -> str:
     return "\n".join(lines)
 
 
-def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=_HelpFormatter)
-    parser.add_argument("--model", "--model_name_or_path", dest="model", required=True,
-                        help="a run directory, a step_N in one, a converted directory, or a plain T5")
-    parser.add_argument("--step", type=int, default=None, help="the run's checkpoint; none: its last step")
-    parser.add_argument("--index", default=None, help="a retrieval index directory (documents.arrow + BM25 index)")
-    parser.add_argument("--prompt", default=None, help="the prompted input, as the model was trained to read it")
-    parser.add_argument("--choices", nargs="+", default=None,
-                        help="answer choices to rank; without them an answer is generated")
-    parser.add_argument("--template_dir", default=None,
-                        help="instead of --prompt and --choices: a 30aug template directory, whose validation row "
-                        "--row gives the prompt, the choices and the gold answer")
-    parser.add_argument("--row", type=int, default=0, help="the row of --template_dir's validation split")
-    parser.add_argument("--query", default=None, help="the retrieval query; none: the prompt")
-    parser.add_argument("--query_words", type=int, default=QUERY_WORDS, help="the query is cut to its first N words")
-    parser.add_argument("--document_words", type=int, default=DOCUMENT_WORDS,
-                        help="documents are cut to their first N words")
-    parser.add_argument("--concat_aug_num", type=int, default=None,
-                        help="a plain T5 as the Concat baseline: documents appended to the input")
-    parser.add_argument("--num_beams", type=int, default=1, help="beam search width when generating (1: greedy)")
-    parser.add_argument("--max_new_tokens", type=int, default=32, help="longest generated answer")
-    parser.add_argument("--json", action="store_true", help="print one JSON object instead of text")
-    args = parser.parse_args(argv)
-    for name in ("query_words", "document_words", "num_beams", "max_new_tokens"):
-        if getattr(args, name) < 1:
-            raise ConfigError(f"--{name} must be a positive integer, got {getattr(args, name)}")
-    if (args.prompt is None) == (args.template_dir is None):
-        raise ConfigError("give --prompt (and optionally --choices) or --template_dir, one of them")
-    if args.choices is not None and len(set(args.choices)) != len(args.choices):
-        raise ConfigError(f"--choices {args.choices}: each choice must be given once")
-    return args
+@dataclass
+class PredictOptions:
+    model: str = option(None, "a run directory, a step_N in one, a converted directory, or a plain T5",
+                        "--model_name_or_path", required=True)
+    step: int | None = option(None, "the run's checkpoint (default: its last step)")
+    index: str | None = option(None, "a retrieval index directory (documents.arrow + BM25 index)")
+    prompt: str | None = option(None, "the prompted input, as the model was trained to read it")
+    choices: list[str] | None = option(None, "answer choices to rank; without them an answer is generated",
+                                       nargs="+")
+    template_dir: str | None = option(None, "instead of --prompt and --choices: a 30aug template directory, whose "
+                                      "validation row --row gives the prompt, the choices and the gold answer")
+    row: int = option(0, "the row of --template_dir's validation split", minimum=0)
+    query: str | None = option(None, "the retrieval query (default: the prompt)")
+    query_words: int = option(QUERY_WORDS, "the query is cut to its first N words", minimum=1)
+    document_words: int = option(DOCUMENT_WORDS, "documents are cut to their first N words", minimum=1)
+    concat_aug_num: int | None = option(None, "a plain T5 as the Concat baseline: documents appended to the input",
+                                        minimum=0)
+    num_beams: int = option(1, "beam search width when generating (1: greedy)", minimum=1)
+    max_new_tokens: int = option(32, "longest generated answer", minimum=1)
+    json: bool = option(False, "print one JSON object instead of text")
+
+    def validate(self) -> None:
+        if (self.prompt is None) == (self.template_dir is None):
+            raise ConfigError("give --prompt (and optionally --choices) or --template_dir, one of them")
+        if self.choices is not None and len(set(self.choices)) != len(self.choices):
+            raise ConfigError(f"--choices {self.choices}: each choice must be given once")
 
 
-class _HelpFormatter(argparse.RawDescriptionHelpFormatter, argparse.ArgumentDefaultsHelpFormatter):
-    """The module docstring as written, and every option's default."""
+def parse_args(argv: Sequence[str] | None) -> PredictOptions:
+    return parse_config(PredictOptions, argv, __doc__)
 
 
 def main(argv: Sequence[str] | None = None) -> Prediction:
-    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    setup_logging(level=logging.WARNING)  # the answer, not the steps that led to it
     hf_logging.disable_progress_bar()  # the answer, not a weight-loading bar
     args = parse_args(argv)
     gold = None

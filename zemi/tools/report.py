@@ -1,7 +1,7 @@
 """The paper's Table 1 from evaluation directories, every number with its 95 % interval, and paired comparisons of
 the methods (docs/statistics.md).
 
-    python -m zemi.report output/eval/no_aug_base output/eval/zemi_base --label no_aug_base=no_aug \\
+    zemi-report output/eval/no_aug_base output/eval/zemi_base --label no_aug_base=no_aug \\
         --label zemi_base=zemi --output_dir output/report/base
 
 Per method and seed, the checkpoint that is best on average over the method's held-out tasks; per task, the mean
@@ -17,7 +17,6 @@ over its examples, recorded by the evaluation; a task's is the mean over its tem
 
 from __future__ import annotations
 
-import argparse
 import logging
 import statistics
 from collections import defaultdict
@@ -27,6 +26,7 @@ from typing import Sequence
 
 import numpy as np
 
+from zemi.cli import argument, option, parse_config, setup_logging
 from zemi.errors import ConfigError
 from zemi.io import write_csv_atomic, write_json_atomic, write_text_atomic
 from zemi.tools import report_output
@@ -349,28 +349,27 @@ def write_report(eval_dirs: Sequence[str | Path], output_dir: str | Path, labels
     return report
 
 
-class _HelpFormatter(argparse.RawDescriptionHelpFormatter, argparse.ArgumentDefaultsHelpFormatter):
-    """The module docstring as written, and every option's default."""
+@dataclass
+class ReportOptions:
+    eval_dirs: list[str] = argument("Evaluation output directories (each with results.json)", nargs="+")
+    output_dir: str = option(None, "Where table1.md, table1.csv, results.json and table1.png go", required=True)
+    label: list[str] = option((), "Show run RUN as method NAME (repeatable); also fixes the row order. RUN is the name "
+                              "of the evaluated run, the 'method' field of an evaluation directory's results.json (the "
+                              "training run directory's name, e.g. zemi_base), not the evaluation directory's path; a "
+                              "RUN that no directory holds is an error. Directories given the same NAME are one "
+                              "method: its seeds, or parts of one evaluation", action="append", metavar="RUN=NAME")
+    resamples: int = option(RESAMPLES, "bootstrap resamples for the intervals")
+    bootstrap_seed: int = option(SEED, "seed of the bootstrap, so that a report is reproducible")
 
 
 def main(argv: Sequence[str] | None = None) -> Path:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=_HelpFormatter)
-    parser.add_argument("eval_dirs", nargs="+", help="Evaluation output directories (each with results.json)")
-    parser.add_argument("--output_dir", required=True)
-    parser.add_argument("--label", action="append", default=[], metavar="RUN=NAME",
-                        help="Show run RUN as method NAME (repeatable); also fixes the row order. RUN is the name of "
-                             "the evaluated run, the 'method' field of an evaluation directory's results.json (the "
-                             "training run directory's name, e.g. zemi_base), not the evaluation directory's path; a "
-                             "RUN that no directory holds is an error. Directories given the same NAME are one "
-                             "method: its seeds, or parts of one evaluation")
-    parser.add_argument("--resamples", type=int, default=RESAMPLES, help="bootstrap resamples for the intervals")
-    parser.add_argument("--bootstrap_seed", type=int, default=SEED,
-                        help="seed of the bootstrap, so that a report is reproducible")
-    args = parser.parse_intermixed_args(argv)  # training/common.sh passes DIR --label ... DIR --label ...
-    if args.resamples < 100:
-        raise ConfigError(f"--resamples {args.resamples}: use at least 100 for a {LEVEL:.0%} interval")
-    labels = parse_labels(args.label)
-    write_report(args.eval_dirs, args.output_dir, labels, order=list(labels.values()) or None,
-                 resamples=args.resamples, bootstrap_seed=args.bootstrap_seed)
-    print((Path(args.output_dir) / "table1.md").read_text())
-    return Path(args.output_dir)
+    setup_logging()
+    # intermixed: training/common.sh passes DIR --label ... DIR --label ...
+    options = parse_config(ReportOptions, argv, __doc__, intermixed=True)
+    if options.resamples < 100:
+        raise ConfigError(f"--resamples {options.resamples}: use at least 100 for a {LEVEL:.0%} interval")
+    labels = parse_labels(options.label)
+    write_report(options.eval_dirs, options.output_dir, labels, order=list(labels.values()) or None,
+                 resamples=options.resamples, bootstrap_seed=options.bootstrap_seed)
+    print((Path(options.output_dir) / "table1.md").read_text())
+    return Path(options.output_dir)

@@ -1,7 +1,7 @@
 """Text files (the authors' format) and one static HTML page, the retrieval browser, showing what BM25 retrieved
 for task instances.
 
-    python -m zemi.visualize_retrieval --data_root data/p3_c4/30aug --output visualization/
+    zemi-visualize --data_root data/p3_c4/30aug --output visualization/
 
 writes `<output>/{first50,top50_highest_score,top50_lowest_score}_retrieval_instances/retrieval_vis_{train,eval}__
 <dataset_dir>.txt`, `<output>/summaries/<dataset_dir>.json` (over all examples: how often the gold answer is in the
@@ -12,7 +12,6 @@ eval split, at the run's best checkpoint, and filters the examples where retriev
 
 from __future__ import annotations
 
-import argparse
 import json
 import logging
 import math
@@ -21,7 +20,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Sequence
 
-from zemi.errors import run_entry
+from zemi.cli import option, parse_config, setup_logging
 from zemi.io import write_text_atomic
 from zemi.tools import page_predictions, retrieval_page
 
@@ -203,25 +202,24 @@ def write_index_html(output: Path, title: str = "",
     return target
 
 
-class _HelpFormatter(argparse.RawDescriptionHelpFormatter, argparse.ArgumentDefaultsHelpFormatter):
-    """The module docstring as written, and every option's default."""
+@dataclass
+class VisualizeOptions:
+    data_root: str = option(None, "a 30aug root: <root>/<dataset_dir>/<template>/", required=True)
+    output: str = option("visualization", "where the text files, summaries/ and index.html go")
+    tasks: list[str] | None = option(None, "dataset dirs (default: every one under the root)", nargs="*")
+    num_instances: int = option(50, "instances per text file", minimum=1)
+    num_documents: int = option(5, "documents shown per instance", minimum=1)
+    title: str | None = option(None, "what the page says it shows (default: the data root)")
+    eval_dirs: list[str] | None = option(
+        None, "evaluation output directories of runs evaluated on these tasks: the page shows each run's answer on "
+        "the eval split's examples (the template shown, at the run's best checkpoint) and filters where retrieval "
+        "helped or hurt (an augmented run right where No Aug is wrong, and the reverse)", nargs="*",
+        metavar="EVAL_DIR")
 
 
-def main(argv: Sequence[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=_HelpFormatter)
-    parser.add_argument("--data_root", required=True, help="a 30aug root: <root>/<dataset_dir>/<template>/")
-    parser.add_argument("--output", default="visualization")
-    parser.add_argument("--tasks", nargs="*", default=None, help="dataset dirs (default: every one under the root)")
-    parser.add_argument("--num_instances", type=int, default=50)
-    parser.add_argument("--num_documents", type=int, default=5, help="documents shown per instance")
-    parser.add_argument("--title", default=None, help="what the page says it shows (default: the data root)")
-    parser.add_argument("--eval_dirs", nargs="*", default=None, metavar="EVAL_DIR",
-                        help="evaluation output directories of runs evaluated on these tasks: the page shows each "
-                             "run's answer on the eval split's examples (the template shown, at the run's best "
-                             "checkpoint) and filters where retrieval helped or hurt (an augmented run right where "
-                             "No Aug is wrong, and the reverse)")
-    args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+def main(argv: Sequence[str] | None = None) -> Path:
+    setup_logging()
+    args = parse_config(VisualizeOptions, argv, __doc__)
     root, output = Path(args.data_root), Path(args.output)
     names = args.tasks or sorted(p.name for p in root.iterdir() if p.is_dir() and not p.name.startswith("."))
     for name in names:
@@ -230,8 +228,6 @@ def main(argv: Sequence[str] | None = None) -> None:
     answers = None
     if args.eval_dirs:
         answers = page_predictions.load_answers(args.eval_dirs, {name: template_dirs(root / name)[0] for name in names})
-    logger.info("wrote %s", write_index_html(output, title, answers))
-
-
-if __name__ == "__main__":
-    run_entry(main)
+    page = write_index_html(output, title, answers)
+    logger.info("wrote %s", page)
+    return page

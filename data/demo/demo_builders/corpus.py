@@ -16,6 +16,7 @@ import logging
 from pathlib import Path
 from typing import Iterable, Iterator
 
+from zemi.cli import setup_logging
 from demo_builders.wordnet import DEFAULT_WORDNET_DIR, Synset, load_wordnet
 
 logger = logging.getLogger(__name__)
@@ -147,7 +148,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--wordnet_dir", default=str(DEFAULT_WORDNET_DIR), help="directory with WordNet's data.* files")
     parser.add_argument("--output", default=str(CORPUS_PATH), help="where to write the gzip'd JSON-lines corpus")
     args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
+    setup_logging()
     synsets = load_wordnet(args.wordnet_dir)
     count = write_jsonl_gz(iter_documents(synsets), Path(args.output))
     logger.info("wrote %d documents to %s", count, args.output)

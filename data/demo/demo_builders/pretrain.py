@@ -21,6 +21,7 @@ import torch
 from transformers import AutoTokenizer, T5Config, T5ForConditionalGeneration
 from transformers.optimization import Adafactor
 
+from zemi.cli import setup_logging
 from zemi.io import write_text_atomic
 from demo_builders.corpus import CORPUS_PATH, read_corpus
 from demo_builders.tokenizer import BACKBONE_DIR, NUM_SENTINELS
@@ -379,7 +380,7 @@ def parse_args(argv: list[str] | None = None) -> tuple[PretrainConfig, bool]:
 
 
 def main(argv: list[str] | None = None) -> None:
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
+    setup_logging()
     cfg, resume = parse_args(argv)
     train(cfg, resume)
 

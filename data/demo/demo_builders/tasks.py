@@ -26,6 +26,7 @@ from typing import Callable, Iterator
 
 import yaml
 
+from zemi.cli import setup_logging
 from demo_builders.corpus import DEMO_DIR, category, document_text, head_word
 from demo_builders.wordnet import DEFAULT_WORDNET_DIR, Synset, load_wordnet
 
@@ -398,7 +399,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--output_dir", default=str(TASKS_DIR))
     parser.add_argument("--tasks", nargs="*", help="only these task names (default: all)")
     args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
+    setup_logging()
     ctx = build_context(Path(args.wordnet_dir))
     retriever = Retriever(list(ctx.documents), list(ctx.documents.values()))
     sizes = {}

@@ -18,6 +18,7 @@ from tokenizers.models import Unigram
 from tokenizers.trainers import UnigramTrainer
 from transformers import T5Tokenizer
 
+from zemi.cli import setup_logging
 from demo_builders.corpus import CORPUS_PATH, DEMO_DIR, read_corpus
 
 logger = logging.getLogger(__name__)
@@ -79,7 +80,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--output_dir", default=str(BACKBONE_DIR))
     parser.add_argument("--vocab_size", type=int, default=VOCAB_SIZE)
     args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
+    setup_logging()
     tokenizer = train_tokenizer(Path(args.corpus), args.vocab_size)
     tokenizer.save_pretrained(args.output_dir)
     logger.info("saved a %d-id tokenizer to %s", len(tokenizer), args.output_dir)
