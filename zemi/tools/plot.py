@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Sequence
 
+from zemi.data import MEGABATCH_FACTOR
 from zemi.errors import MissingInputError, ZemiError
 from zemi.io import write_bytes_atomic
 
@@ -120,8 +121,6 @@ def _length_window(args_file: Path) -> float | None:
         raise PlotInputError(f"{args_file}: not valid JSON ({err})") from err
     if not args.get("group_by_length"):
         return None
-    from zemi.data.tokenized import MEGABATCH_FACTOR  # only here: it loads torch and datasets
-
     return MEGABATCH_FACTOR / int(args.get("gradient_accumulation_steps") or 1)
 
 
