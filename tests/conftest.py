@@ -18,15 +18,37 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO / "data" / "demo"))
 
 
-TIERS = ("unit", "e2e", "gpu")
+TIERS = ("unit", "e2e")  # every test module declares one: `pytestmark = pytest.mark.unit` (or e2e, or a list)
 
 
+def module_tier_errors(modules) -> list[str]:
+    """The test modules whose `pytestmark` names neither tier (a single test may be marked otherwise)."""
+    errors = []
+    for module in modules:
+        marks = getattr(module, "pytestmark", [])
+        names = {mark.name for mark in (marks if isinstance(marks, list) else [marks])}
+        if not names & set(TIERS):
+            errors.append(f"{module.__file__}: no tier; add `pytestmark = pytest.mark.unit` (in-process, fast) or "
+                          "`pytestmark = pytest.mark.e2e` (entry points, subprocesses, launchers)")
+    return errors
+
+
+@pytest.hookimpl(tryfirst=True)  # before -m deselects: an unmarked module fails every run that collects it
 def pytest_collection_modifyitems(config, items):
-    """A test without a tier mark is e2e; gpu tests are skipped without CUDA."""
+    """A test module without a tier mark fails the collection. A test's own tier mark overrides its module's: `-m`
+    sees every mark of a test's module, so the module's tier moves onto the tests that have none of their own.
+    gpu tests are skipped without CUDA."""
+    errors = module_tier_errors({item.module: None for item in items if getattr(item, "module", None)})
+    if errors:
+        raise pytest.UsageError("every test module carries a tier mark (tests/conftest.py):\n  " + "\n  ".join(errors))
+    tiers = [next(mark.name for mark in item.iter_markers() if mark.name in TIERS) for item in items]
+    for item, tier in zip(items, tiers):
+        for node in item.listchain()[:-1]:
+            node.own_markers[:] = [mark for mark in node.own_markers if mark.name not in TIERS]
+        if not item.get_closest_marker(tier):
+            item.add_marker(tier)
     cuda = torch.cuda.is_available()
     for item in items:
-        if not any(item.get_closest_marker(tier) for tier in TIERS):
-            item.add_marker(pytest.mark.e2e)
         if item.get_closest_marker("gpu") and not cuda:
             item.add_marker(pytest.mark.skip(reason="needs a CUDA device"))
 
@@ -85,3 +107,4 @@ def perceiver_json(tmp_path_factory) -> Path:
     path = tmp_path_factory.mktemp("perceiver") / "perceiver_config.json"
     path.write_text(json.dumps(TINY_PERCEIVER))
     return path
+

@@ -9,6 +9,8 @@ from pathlib import Path
 
 import pytest
 
+pytestmark = pytest.mark.e2e
+
 REPO = Path(__file__).resolve().parents[1]
 
 
@@ -19,7 +21,6 @@ def run_benchmark(*args: str) -> dict:
     return json.loads(done.stdout)
 
 
-@pytest.mark.e2e
 def test_tiny_cpu_benchmark_reports_both_modes_of_all_four_methods():
     report = run_benchmark()
     assert report["device"].startswith("cpu") and report["config"] == "tiny" and report["lengths"] == "max"
@@ -52,7 +53,6 @@ def test_tiny_cpu_benchmark_reports_both_modes_of_all_four_methods():
         assert ranking["fused_head_logits_elements"] <= ranking["full_head_logits_elements"]
 
 
-@pytest.mark.e2e
 def test_benchmark_on_real_examples_of_a_30aug_root(data_root, backbone_dir):
     report = run_benchmark("--methods", "zemi", "--steps", "1", "--data_root", str(data_root), "--tokenizer",
                            str(backbone_dir), "--train_tasks", "animal_colors", "animal_homes",

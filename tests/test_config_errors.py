@@ -14,7 +14,7 @@ from tests.helpers import TINY_PERCEIVER, ZEMI, common_flags, method_flags, writ
 from zemi import eval_original_task_only_xattn, multi_task_fine_tune_baseline, multi_task_fine_tune_xattn
 from zemi.data.validation import DataError
 
-pytestmark = pytest.mark.usefixtures("one_thread")  # tiny models: one thread is fastest
+pytestmark = [pytest.mark.unit, pytest.mark.usefixtures("one_thread")]  # tiny models: one thread is fastest
 
 TRAIN_ERRORS = [
     (["--model_architecture", "SharedEncoderDecoder_Multi"], r"--model_architecture 'SharedEncoderDecoder_Multi' is "

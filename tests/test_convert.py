@@ -14,6 +14,8 @@ from zemi.errors import ConfigError
 from zemi.models.modeling_t5 import T5ForConditionalGenerationFiD, T5ForConditionalGenerationMultiAug
 from zemi.tools.convert import convert
 
+pytestmark = pytest.mark.unit
+
 
 def authors_run(path, backbone, architecture):
     """An authors'-layout run whose step_2 has open gates and moved fusion weights (a fresh Zemi equals its T5)."""
@@ -34,6 +36,7 @@ def accuracies(results: dict) -> dict:
     return {(row["task"], row["template"]): row["accuracy"] for row in results["results"]}
 
 
+@pytest.mark.e2e
 @pytest.mark.parametrize("architecture, model_class", [(ZEMI, T5ForConditionalGenerationMultiAug),
                                                         ("FiD", T5ForConditionalGenerationFiD)])
 def test_converted_directory_evaluates_like_the_run(tmp_path, backbone_dir, data_root, architecture, model_class):

@@ -24,6 +24,8 @@ from zemi.data.tasks import (
     template_dir_name,
 )
 
+pytestmark = pytest.mark.unit
+
 REPO = Path(__file__).resolve().parents[1]
 FIXTURE_TASK = REPO / "tests" / "fixtures" / "retrieval" / "wordnet_acts"
 CORPUS = REPO / "data" / "demo" / "corpus.jsonl.gz"

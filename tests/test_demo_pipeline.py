@@ -9,10 +9,11 @@ from pathlib import Path
 
 import pytest
 
+pytestmark = pytest.mark.e2e
+
 REPO = Path(__file__).resolve().parents[1]
 
 
-@pytest.mark.e2e
 @pytest.mark.timeout(1200)
 def test_reduced_demo_builds_data_trains_four_methods_evaluates_and_reports(tmp_path):
     env = dict(

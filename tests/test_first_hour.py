@@ -19,7 +19,7 @@ from zemi.modeling_t5 import T5WithOwnLMHead
 from zemi.run.evaluation import main as evaluate_main
 from zemi.run.objectives import rank_choices_reencoding
 
-pytestmark = pytest.mark.usefixtures("one_thread")
+pytestmark = [pytest.mark.e2e, pytest.mark.usefixtures("one_thread")]
 
 LENGTHS = ["--max_length", "48", "--aug_max_length", "24", "--target_max_length", "8"]
 

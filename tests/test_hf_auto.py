@@ -59,6 +59,7 @@ REGISTERED = ("from transformers import AutoModelForSeq2SeqLM, CONFIG_MAPPING; "
               "sorted(c.__name__ for c in AutoModelForSeq2SeqLM._model_mapping.values() if c.__module__.startswith('zemi')))")
 
 
+@pytest.mark.e2e
 @pytest.mark.parametrize("imported", ["zemi.models", "zemi.modeling_t5"])
 def test_import_zemi_is_light_and_importing_the_models_registers_them(imported):
     code = ("import sys, zemi; print(sorted(m for m in ('torch', 'transformers', 'zemi.models') if m in sys.modules)); "

@@ -18,7 +18,7 @@ from tests.helpers import (STEPS_PER_EPOCH, common_flags, final_weights, method_
                            subprocess_env, write_run_dir)
 from zemi import eval_original_task_only_xattn
 
-pytestmark = pytest.mark.usefixtures("one_thread")  # tiny models: one thread is fastest
+pytestmark = [pytest.mark.e2e, pytest.mark.usefixtures("one_thread")]  # tiny models: one thread is fastest
 
 LAST_STEP = 2 * STEPS_PER_EPOCH
 CHECKPOINTING_STEPS = 4  # resumable state at steps 4, 8, ..., and at every epoch end
@@ -79,7 +79,6 @@ def assert_complete_and_as_in_reference(run_dir: Path, reference_dir: Path, name
         assert (state_dir / "optimizer.bin").stat().st_size > 0
 
 
-@pytest.mark.e2e
 @pytest.mark.parametrize("kill_point", list(KILL_POINTS))
 def test_a_run_killed_and_resumed_equals_an_uninterrupted_one(kill_point, reference, tmp_path, backbone_dir,
                                                               data_root, perceiver_json):
@@ -107,7 +106,6 @@ def test_a_run_killed_and_resumed_equals_an_uninterrupted_one(kill_point, refere
     assert evaluate(run_dir, data_root, tmp_path / "eval") == reference["evaluation"]
 
 
-@pytest.mark.e2e
 def test_an_evaluation_killed_between_templates_resumes_to_the_results_of_an_uninterrupted_one(
         tmp_path, backbone_dir, data_root):
     run_dir = write_run_dir(tmp_path / "run", backbone_dir, steps=(1, 2))

@@ -11,7 +11,7 @@ from tests.helpers import tiny_perceiver_config, tiny_t5_config
 from zemi.modeling_t5 import T5ForConditionalGenerationMultiAug
 from zemi.run.optim import parameter_groups
 
-pytestmark = pytest.mark.usefixtures("one_thread")  # a tiny model: more threads only wait on a busy machine
+pytestmark = [pytest.mark.e2e, pytest.mark.usefixtures("one_thread")]  # a tiny model: more threads only wait
 
 LOW, HIGH = 10, 90  # token ids used; chance accuracy is 1 / 80
 

@@ -17,6 +17,8 @@ from tests.helpers import REPO, STEPS_PER_EPOCH, common_flags, free_port, launch
     subprocess_env
 from zemi import multi_task_fine_tune_baseline
 
+pytestmark = pytest.mark.e2e
+
 CONFIGS = REPO / "training" / "accelerate_configs"
 
 

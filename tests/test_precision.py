@@ -18,6 +18,8 @@ from zemi.data.processing import Featurizer, MaxLengths, TextRules
 from zemi.run.objectives import rank_choices, rank_choices_reencoding
 from zemi.modeling_t5 import build_model
 
+pytestmark = pytest.mark.e2e
+
 
 def train(tmp_path, backbone, data_root, perceiver, name: str, precision: str):
     """A one-epoch Zemi run in its own process (accelerate fixes the precision once per process)."""
@@ -59,7 +61,6 @@ def predictions(model, template, tokenizer, rank, dtype) -> torch.Tensor:
     return torch.cat(out)
 
 
-@pytest.mark.e2e
 def test_fp32_fast_path_predicts_exactly_like_the_reference_path(trained, large_eval_set):
     tokenizer = AutoTokenizer.from_pretrained(trained)
     step = max(trained.glob("step_*"), key=lambda p: int(p.name.split("_")[1]))
@@ -71,7 +72,6 @@ def test_fp32_fast_path_predicts_exactly_like_the_reference_path(trained, large_
     assert torch.equal(expected, got)
 
 
-@pytest.mark.e2e
 def test_bf16_predictions_agree_with_fp32_on_99_percent(trained, large_eval_set):
     tokenizer = AutoTokenizer.from_pretrained(trained)
     step = max(trained.glob("step_*"), key=lambda p: int(p.name.split("_")[1]))
@@ -82,7 +82,6 @@ def test_bf16_predictions_agree_with_fp32_on_99_percent(trained, large_eval_set)
     assert (fp32 == bf16).float().mean() >= 0.99
 
 
-@pytest.mark.e2e
 def test_bf16_training_loss_stays_within_2_percent_of_fp32(tmp_path, trained, backbone_without_dropout, data_root,
                                                            perceiver_json):
     curves = {}

@@ -19,6 +19,8 @@ from zemi.retrieval.local_index import LocalIndex, build_local_index
 from zemi.tools import predict
 from zemi.tools.convert import convert
 
+pytestmark = pytest.mark.unit
+
 DEMO = REPO / "data" / "demo"
 PROMPT = "Which word means the opposite of abstraction: entity, physical entity or relation? " + \
     "Answer with one of the words given in the question and nothing else please"
@@ -49,6 +51,7 @@ def summed_log_probs(model, batch) -> list[float]:
     return scores
 
 
+@pytest.mark.e2e
 def test_ranks_choices_and_prints_the_documents_it_used_as_json(setup):
     done = run_module("zemi.predict", ["--model", str(setup["zemi"]), "--index", str(setup["index"]),
                                        "--prompt", PROMPT, "--choices", "entity", "physical entity", "relation",

@@ -5,6 +5,9 @@ from __future__ import annotations
 import os
 import subprocess
 from pathlib import Path
+import pytest
+
+pytestmark = pytest.mark.e2e
 
 REPO = Path(__file__).resolve().parents[1]
 DOWNLOAD = "https://uofi.box.com/s/wnt6cv7icuir4q3wb2a6viuyklme5dga"

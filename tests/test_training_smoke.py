@@ -15,6 +15,8 @@ from tests.helpers import (REPO, STEPS_PER_EPOCH, common_flags, final_weights, l
 from zemi import eval_original_task_only, eval_original_task_only_xattn, multi_task_fine_tune_baseline, \
     multi_task_fine_tune_xattn, report
 
+pytestmark = pytest.mark.e2e
+
 
 @pytest.fixture(scope="module")
 def runs(tmp_path_factory, backbone_dir, data_root, perceiver_json) -> dict[str, Path]:
@@ -28,7 +30,6 @@ def runs(tmp_path_factory, backbone_dir, data_root, perceiver_json) -> dict[str,
     return trained
 
 
-@pytest.mark.e2e
 def test_training_writes_a_complete_run_directory(runs):
     for method, run_dir in runs.items():
         names = {p.name for p in run_dir.iterdir()}
@@ -46,7 +47,6 @@ def test_training_writes_a_complete_run_directory(runs):
         assert not list(run_dir.glob(".*tmp*"))
 
 
-@pytest.mark.e2e
 def test_loss_falls_for_every_method(runs):
     for method, run_dir in runs.items():
         losses = [float(row["loss"]) for row in read_csv(run_dir / "train_log.csv")]
@@ -57,7 +57,6 @@ def test_loss_falls_for_every_method(runs):
         assert dev[1] < dev[0], method
 
 
-@pytest.mark.e2e
 def test_evaluation_and_report_for_all_four_methods(runs, data_root, tmp_path):
     eval_dirs = []
     for method, run_dir in runs.items():
@@ -86,7 +85,6 @@ def test_evaluation_and_report_for_all_four_methods(runs, data_root, tmp_path):
     assert (tmp_path / "report" / "table1.png").read_bytes()[:4] == b"\x89PNG"
 
 
-@pytest.mark.e2e
 def test_the_authors_eval_command_lines_run_unchanged(runs, data_root, tmp_path):
     """Flags of eval/run_eval_finetuned_mixture_xattn.sh, _FiD.sh and _baseline.sh, launched on the script file
     from inside zemi/ as the authors did."""
@@ -107,7 +105,6 @@ def test_the_authors_eval_command_lines_run_unchanged(runs, data_root, tmp_path)
         assert len(json.loads((tmp_path / out / "results.json").read_text())["results"]) == 4
 
 
-@pytest.mark.e2e
 def test_two_processes_follow_the_loss_curve_of_one(tmp_path, backbone_without_dropout, data_root):
     family, flags = method_flags("no_aug", backbone_without_dropout, Path())
     one = launch("zemi.multi_task_fine_tune_baseline", flags + common_flags(data_root, tmp_path / "one", epochs=1))
@@ -122,7 +119,6 @@ def test_two_processes_follow_the_loss_curve_of_one(tmp_path, backbone_without_d
     assert curve_one[-1] < curve_one[0]
 
 
-@pytest.mark.e2e
 def test_sigkill_after_a_mid_epoch_checkpoint_then_resume_gives_the_same_weights(
         tmp_path, backbone_dir, data_root, perceiver_json):
     _, flags = method_flags("zemi", backbone_dir, perceiver_json)
@@ -146,7 +142,6 @@ def test_sigkill_after_a_mid_epoch_checkpoint_then_resume_gives_the_same_weights
     assert read_csv(interrupted / "results.csv") == read_csv(tmp_path / "reference" / "results.csv")
 
 
-@pytest.mark.e2e
 def test_the_authors_checkpoint_layout_evaluates_like_our_run_directory(runs, data_root, tmp_path):
     """The authors' downloads hold `torch.save` state dicts as step_N files (Zemi, FiD) beside args.json and
     perceiver_config.json; the same weights in that layout give the same accuracies as in our run directory."""

@@ -19,6 +19,8 @@ from zemi.tools import retrieval_page as page_module
 from zemi.tools import visualize_retrieval as vis
 from zemi.data import build
 
+pytestmark = pytest.mark.unit
+
 REPO = Path(__file__).resolve().parents[1]
 FIXTURE_TASK = REPO / "tests" / "fixtures" / "retrieval" / "wordnet_acts"
 CORPUS = REPO / "data" / "demo" / "corpus.jsonl.gz"
