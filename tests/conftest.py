@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from tests.helpers import TINY_PERCEIVER, tiny_t5_config
+from tests.helpers import TINY_PERCEIVER, launch, one_epoch_no_aug_flags, tiny_t5_config
 from zemi.modeling_t5 import T5WithOwnLMHead
 
 FIXTURES = Path(__file__).parent / "fixtures"
@@ -108,3 +108,25 @@ def perceiver_json(tmp_path_factory) -> Path:
     path.write_text(json.dumps(TINY_PERCEIVER))
     return path
 
+
+# --- runs that several modules read ------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="session")
+def no_aug_one_process(tmp_path_factory, backbone_without_dropout, data_root) -> Path:
+    """One epoch of No Aug on one process (in this one): what runs on two processes or machines must match it."""
+    from zemi import multi_task_fine_tune_baseline
+
+    output_dir = tmp_path_factory.mktemp("no_aug_one_process") / "run"
+    return multi_task_fine_tune_baseline.main(one_epoch_no_aug_flags(backbone_without_dropout, data_root, output_dir,
+                                                                     batch=4))
+
+
+@pytest.fixture(scope="session")
+def no_aug_two_processes(tmp_path_factory, backbone_without_dropout, data_root) -> Path:
+    """The same epoch on two processes of half the batch: a real `accelerate launch` of two gloo processes."""
+    output_dir = tmp_path_factory.mktemp("no_aug_two_processes") / "run"
+    done = launch("zemi.multi_task_fine_tune_baseline",
+                  one_epoch_no_aug_flags(backbone_without_dropout, data_root, output_dir, batch=2), processes=2)
+    assert done.returncode == 0, done.stderr[-3000:]
+    return output_dir
