@@ -66,6 +66,7 @@ def test_a_pickle_that_runs_code_is_refused_and_never_run(tmp_path):
     assert marker.exists()
 
 
+@pytest.mark.e2e
 def test_unreadable_checkpoints_are_named_and_skipped_by_the_sweep(tmp_path, backbone_dir, data_root):
     """The authors' layout (torch.save files) and ours (save_pretrained directories), each with good checkpoints
     around truncated, corrupt, incomplete and code-carrying ones."""

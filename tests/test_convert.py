@@ -37,6 +37,7 @@ def accuracies(results: dict) -> dict:
     return {(row["task"], row["template"]): row["accuracy"] for row in results["results"]}
 
 
+@pytest.mark.e2e
 @pytest.mark.parametrize("architecture, model_class", [(ZEMI, T5ForConditionalGenerationMultiAug),
                                                         ("FiD", T5ForConditionalGenerationFiD)])
 def test_converted_directory_evaluates_like_the_run(tmp_path, backbone_dir, data_root, architecture, model_class):

@@ -51,6 +51,7 @@ def summed_log_probs(model, batch) -> list[float]:
     return scores
 
 
+@pytest.mark.e2e
 def test_ranks_choices_and_prints_the_documents_it_used_as_json(setup, one_thread, capfd):
     """In this process (the demo runs `python -m zemi.predict`); capfd reads file descriptor 1, so anything else
     written to standard output, from Python or not, breaks the JSON."""
@@ -95,6 +96,7 @@ def test_generates_greedy_and_with_beams(setup, one_thread):
     assert "answer:" in predict.render(result)
 
 
+@pytest.mark.e2e
 def test_a_converted_directory_and_a_plain_t5(setup, one_thread, capsys):
     converted = convert(setup["zemi"], setup["root"] / "hf")
     result = predict.main(["--model", str(converted), "--index", str(setup["index"]), "--prompt", PROMPT,
@@ -124,6 +126,7 @@ def test_mismatches_fail_with_a_clear_error(setup, tmp_path):
         predict.main(["--model", str(setup["zemi"]), *index, "--prompt", PROMPT, "--choices", "a", "a"])
 
 
+@pytest.mark.e2e
 def test_a_held_out_question_from_a_template_directory(setup, data_root, capsys):
     template = sorted((data_root / "weather_effect").iterdir())[0]
     result = predict.main(["--model", str(setup["zemi"]), "--index", str(setup["index"]), "--template_dir",
