@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from tests.helpers import TINY_PERCEIVER, tiny_t5_config
+from tests.helpers import TINY_PERCEIVER, launch, one_epoch_no_aug_flags, tiny_t5_config
 from zemi.modeling_t5 import T5WithOwnLMHead
 
 FIXTURES = Path(__file__).parent / "fixtures"
@@ -18,15 +18,37 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO / "data" / "demo"))
 
 
-TIERS = ("unit", "e2e", "gpu")
+TIERS = ("unit", "e2e")  # every test module declares one: `pytestmark = pytest.mark.unit` (or e2e, or a list)
 
 
+def module_tier_errors(modules) -> list[str]:
+    """The test modules whose `pytestmark` names neither tier (a single test may be marked otherwise)."""
+    errors = []
+    for module in modules:
+        marks = getattr(module, "pytestmark", [])
+        names = {mark.name for mark in (marks if isinstance(marks, list) else [marks])}
+        if not names & set(TIERS):
+            errors.append(f"{module.__file__}: no tier; add `pytestmark = pytest.mark.unit` (in-process, fast) or "
+                          "`pytestmark = pytest.mark.e2e` (entry points, subprocesses, launchers)")
+    return errors
+
+
+@pytest.hookimpl(tryfirst=True)  # before -m deselects: an unmarked module fails every run that collects it
 def pytest_collection_modifyitems(config, items):
-    """A test without a tier mark is e2e; gpu tests are skipped without CUDA."""
+    """A test module without a tier mark fails the collection. A test's own tier mark overrides its module's: `-m`
+    sees every mark of a test's module, so the module's tier moves onto the tests that have none of their own.
+    gpu tests are skipped without CUDA."""
+    errors = module_tier_errors({item.module: None for item in items if getattr(item, "module", None)})
+    if errors:
+        raise pytest.UsageError("every test module carries a tier mark (tests/conftest.py):\n  " + "\n  ".join(errors))
+    tiers = [next(mark.name for mark in item.iter_markers() if mark.name in TIERS) for item in items]
+    for item, tier in zip(items, tiers):
+        for node in item.listchain()[:-1]:
+            node.own_markers[:] = [mark for mark in node.own_markers if mark.name not in TIERS]
+        if not item.get_closest_marker(tier):
+            item.add_marker(tier)
     cuda = torch.cuda.is_available()
     for item in items:
-        if not any(item.get_closest_marker(tier) for tier in TIERS):
-            item.add_marker(pytest.mark.e2e)
         if item.get_closest_marker("gpu") and not cuda:
             item.add_marker(pytest.mark.skip(reason="needs a CUDA device"))
 
@@ -85,3 +107,26 @@ def perceiver_json(tmp_path_factory) -> Path:
     path = tmp_path_factory.mktemp("perceiver") / "perceiver_config.json"
     path.write_text(json.dumps(TINY_PERCEIVER))
     return path
+
+
+# --- runs that several modules read ------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="session")
+def no_aug_one_process(tmp_path_factory, backbone_without_dropout, data_root) -> Path:
+    """One epoch of No Aug on one process (in this one): what runs on two processes or machines must match it."""
+    from zemi import multi_task_fine_tune_baseline
+
+    output_dir = tmp_path_factory.mktemp("no_aug_one_process") / "run"
+    return multi_task_fine_tune_baseline.main(one_epoch_no_aug_flags(backbone_without_dropout, data_root, output_dir,
+                                                                     batch=4))
+
+
+@pytest.fixture(scope="session")
+def no_aug_two_processes(tmp_path_factory, backbone_without_dropout, data_root) -> Path:
+    """The same epoch on two processes of half the batch: a real `accelerate launch` of two gloo processes."""
+    output_dir = tmp_path_factory.mktemp("no_aug_two_processes") / "run"
+    done = launch("zemi.multi_task_fine_tune_baseline",
+                  one_epoch_no_aug_flags(backbone_without_dropout, data_root, output_dir, batch=2), processes=2)
+    assert done.returncode == 0, done.stderr[-3000:]
+    return output_dir

@@ -52,6 +52,14 @@ def common_flags(data_root: Path, output_dir: Path, *, batch: int = 4, epochs: i
             "--target_max_length", "8", "--output_dir", str(output_dir)]
 
 
+def one_epoch_no_aug_flags(backbone: Path, data_root: Path, output_dir: Path, *, batch: int) -> list[str]:
+    """One epoch of No Aug with a resumable state every 4 steps: the runs compared across process and machine
+    counts (batch is per process: 4 on one process, 2 on two)."""
+    _, flags = method_flags("no_aug", backbone, Path())
+    return flags + common_flags(data_root, output_dir, batch=batch, epochs=1) + [
+        "--checkpointing_steps", "4", "--resume_from_checkpoint", "latest", "--report_to", "none"]
+
+
 def method_flags(method: str, backbone: Path, perceiver: Path) -> tuple[str, list[str]]:
     return {
         "no_aug": ("baseline", ["--model_name_or_path", str(backbone), "--concat_aug_num", "0"]),

@@ -28,6 +28,8 @@ from zemi.modeling_t5 import (
     model_from_config,
 )
 
+pytestmark = pytest.mark.unit
+
 ZEMI = "SharedEncoderDecoder_MultiAug"
 FROZEN = "SharedEncoderDecoder_MultiAug_FrozenAugEncoder"
 
@@ -56,7 +58,6 @@ def deep_stack_layout(zemi: dict[str, list[int]], layers: int) -> dict[str, list
     return layout
 
 
-@pytest.mark.unit
 @pytest.mark.parametrize("size", ["base", "large"])
 def test_frozen_aug_encoder_has_the_authors_keys(reference_keys, size):
     zemi = reference_keys["models"][f"zemi_{size}"]
@@ -74,7 +75,6 @@ def num_parameters(model: torch.nn.Module) -> int:
     return sum(p.numel() for p in model.parameters())  # a tied weight counts once
 
 
-@pytest.mark.unit
 def test_frozen_aug_encoder_from_a_backbone_is_a_frozen_copy_with_one_embedding(tiny_t5_dir, tmp_path):
     """Their document encoder is `T5EncoderModel.from_pretrained(backbone)`: the backbone's encoder, whose embedding
     is one matrix under two names (`shared`, `encoder.embed_tokens`), frozen. Nothing random is left in it."""
@@ -99,7 +99,6 @@ def test_frozen_aug_encoder_from_a_backbone_is_a_frozen_copy_with_one_embedding(
         assert not any(p.requires_grad for p in reloaded.frozen_encoder.parameters())
 
 
-@pytest.mark.unit
 def test_deeper_fusion_stack_has_the_authors_keys_and_order(reference_keys):
     perceiver = PerceiverXattnConfig.from_dict(reference_keys["perceiver_xattn_config"]["base"], source="published",
                                                num_xattn_layers=2)
@@ -109,7 +108,6 @@ def test_deeper_fusion_stack_has_the_authors_keys_and_order(reference_keys):
     assert [type(block).__name__ for block in model.xattn_stack] == ["GatedCrossAttentionBlock", "T5Block"] * 2
 
 
-@pytest.mark.unit
 @pytest.mark.parametrize("built", ["from_backbone", "from_config"])
 def test_extra_t5_blocks_start_fresh_with_t5s_initialisation(tiny_t5_dir, built):
     torch.manual_seed(0)
@@ -127,7 +125,6 @@ def test_extra_t5_blocks_start_fresh_with_t5s_initialisation(tiny_t5_dir, built)
     assert torch.equal(block.layer[0].layer_norm.weight, torch.ones(config.d_model))
 
 
-@pytest.mark.unit
 @pytest.mark.parametrize("feed_forward_proj", ["gated-gelu", "relu"])
 def test_reset_t5_block_draws_what_transformers_init_draws(feed_forward_proj):
     """transformers' own T5 initialisation of a block without relative position bias (block 1 of a fresh encoder)
@@ -149,7 +146,6 @@ def test_reset_t5_block_draws_what_transformers_init_draws(feed_forward_proj):
             assert abs(param.mean().item()) < 0.1 * param.std().item(), name
 
 
-@pytest.mark.unit
 @pytest.mark.parametrize("architecture, fusion", [(FROZEN, {}), (ZEMI, {"num_xattn_layers": 2})])
 def test_ablation_step_files_load_with_strict_keys(tmp_path, architecture, fusion):
     torch.manual_seed(0)
@@ -166,7 +162,6 @@ def test_ablation_step_files_load_with_strict_keys(tmp_path, architecture, fusio
         assert torch.equal(model(**batch).logits, fresh(**batch).logits)
 
 
-@pytest.mark.unit
 def test_a_step_file_in_another_layout_names_the_keys(tmp_path):
     model = model_from_config(FROZEN, tiny_t5_config(), tiny_perceiver_config())
     renamed = {k.replace("frozen_encoder.encoder.", "aug_encoder."): v for k, v in model.state_dict().items()}
@@ -192,7 +187,6 @@ def shuffled(data_root, tmp_path_factory):
     return {mode: shuffle_root(data_root, out / mode, mode=mode, seed=42) for mode in ("within_task", "cross_task")}
 
 
-@pytest.mark.unit
 def test_within_task_follows_the_authors_draws(data_root, shuffled):
     """Their rule, replayed: per template and split, row i takes the documents of random.choice(indices without i)."""
     rng = random.Random(42)
@@ -214,7 +208,6 @@ def test_within_task_follows_the_authors_draws(data_root, shuffled):
                     assert got == docs[rng.choice(candidates)], (template.name, name, i)
 
 
-@pytest.mark.unit
 def test_cross_task_documents_come_from_another_task(data_root, shuffled):
     tasks = list_entries(data_root)
     pools = {task.name: {str(d) for split in splits_of(data_root, task.name, list_entries(task)[0].name).values()
@@ -234,7 +227,6 @@ def test_cross_task_documents_come_from_another_task(data_root, shuffled):
     assert moved > 100
 
 
-@pytest.mark.unit
 def test_shuffling_is_deterministic_with_a_seed(data_root, shuffled, tmp_path):
     again = shuffle_root(data_root, tmp_path / "again", mode="within_task", seed=42)
     other_seed = shuffle_root(data_root, tmp_path / "other", mode="within_task", seed=7)
@@ -244,7 +236,6 @@ def test_shuffling_is_deterministic_with_a_seed(data_root, shuffled, tmp_path):
     assert documents(splits_of(other_seed, *template)["train"]) != first
 
 
-@pytest.mark.unit
 def test_sampled_train_splits_are_copied_as_the_authors_script_leaves_them(data_root, tmp_path):
     root = tmp_path / "root"
     train = load_from_disk(str(data_root / "animal_colors" / "animal_colors_plain"))["train"]
@@ -258,6 +249,7 @@ def test_sampled_train_splits_are_copied_as_the_authors_script_leaves_them(data_
     assert documents(load_from_disk(str(moved.joinpath(*sampled)))) != documents(train.select(range(6)))
 
 
+@pytest.mark.e2e
 def test_shuffle_command_refuses_a_used_output_directory(data_root, tmp_path):
     (tmp_path / "out").mkdir()
     (tmp_path / "out" / "something").write_text("x")

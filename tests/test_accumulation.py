@@ -57,9 +57,9 @@ def test_each_step_syncs_on_its_last_micro_batch_and_differentiates_its_mean_tok
 
 
 def test_accumulated_micro_batches_reach_the_weights_of_one_batch(tmp_path, backbone_without_dropout, data_root,
-                                                                  one_thread):
+                                                                  no_aug_one_process, one_thread):
     _, flags = method_flags("no_aug", backbone_without_dropout, Path())
-    whole = multi_task_fine_tune_baseline.main(flags + common_flags(data_root, tmp_path / "whole", batch=4, epochs=1))
+    whole = no_aug_one_process  # batch 4
     halves = multi_task_fine_tune_baseline.main(flags + common_flags(data_root, tmp_path / "halves", batch=2, epochs=1)
                                                 + ["--gradient_accumulation_steps", "2"])
     curve_whole = [float(row["loss"]) for row in read_csv(whole / "train_log.csv")]

@@ -83,6 +83,7 @@ def test_no_import_cycle():
             visit(module, [module])
 
 
+@pytest.mark.e2e
 @pytest.mark.parametrize("tool", FILE_READING_TOOLS)
 def test_file_reading_tools_load_neither_models_nor_training(tool):
     if not (PACKAGE.parent / (tool.replace(".", "/") + ".py")).is_file():

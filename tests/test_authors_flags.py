@@ -16,6 +16,8 @@ from zemi.errors import ConfigError
 from zemi.modeling_t5 import T5ForConditionalGenerationFiD
 from zemi.run.config import EvalConfig, TrainConfig, parse_evaluation, parse_training
 
+pytestmark = pytest.mark.unit
+
 # (flags of one argument, kind): "bool" is store_true; otherwise a sample value of the argument's type.
 TRAIN_XATTN = [  # zemi/multi_task_fine_tune_xattn.py
     (("--model_architecture",), "FiD"), (("-o", "--output_dir"), "out"), (("-m", "--lm_name"), "t5"),

@@ -34,7 +34,7 @@ from zemi.models.checkpoint_files import CheckpointReadError, checkpoint_shapes
 from zemi.run.run_directory import RunDirectory, save_model_atomic
 from zemi.modeling_t5 import CheckpointMismatchError, T5WithOwnLMHead, build_model, load_original_checkpoint
 
-pytestmark = pytest.mark.usefixtures("one_thread")  # tiny models: one thread is fastest
+pytestmark = [pytest.mark.unit, pytest.mark.usefixtures("one_thread")]  # tiny models: one thread is fastest
 
 
 class RunsCode:
@@ -66,6 +66,7 @@ def test_a_pickle_that_runs_code_is_refused_and_never_run(tmp_path):
     assert marker.exists()
 
 
+@pytest.mark.e2e
 def test_unreadable_checkpoints_are_named_and_skipped_by_the_sweep(tmp_path, backbone_dir, data_root):
     """The authors' layout (torch.save files) and ours (save_pretrained directories), each with good checkpoints
     around truncated, corrupt, incomplete and code-carrying ones."""
@@ -104,7 +105,6 @@ def test_unreadable_checkpoints_are_named_and_skipped_by_the_sweep(tmp_path, bac
         evaluate(authors, data_root, tmp_path / "eval" / "none")
 
 
-@pytest.mark.unit
 @pytest.mark.parametrize("content", [b"\x80\x02J\x01", b"(.", b"h\x00"], ids=["struct.error", "IndexError", "KeyError"])
 def test_bytes_that_break_the_unpickler_differently_are_a_corrupt_file(tmp_path, content):
     """Random bytes (os.urandom above) make torch's weights-only unpickler raise these about one time in twelve."""
@@ -190,6 +190,7 @@ def digest(path: Path) -> dict[str, str]:
     return {str(p.relative_to(path.parent)): hashlib.sha256(p.read_bytes()).hexdigest() for p in files}
 
 
+@pytest.mark.e2e
 def test_a_write_that_runs_out_of_space_leaves_the_previous_files_intact(tmp_path, backbone_dir, data_root):
     """The kernel refuses writes past RLIMIT_FSIZE (EFBIG) exactly as a full disk refuses them (ENOSPC): a real
     failed write(), part-way through the file. (No small filesystem can be mounted here to fill for real.)"""

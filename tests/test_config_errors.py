@@ -15,7 +15,7 @@ from zemi import eval_original_task_only_xattn, multi_task_fine_tune_baseline, m
 from zemi.configs import perceiver_config_path
 from zemi.data.validation import DataError
 
-pytestmark = [pytest.mark.e2e, pytest.mark.usefixtures("one_thread")]  # tiny models: one thread is fastest
+pytestmark = [pytest.mark.unit, pytest.mark.usefixtures("one_thread")]  # tiny models: one thread is fastest
 
 TRAIN_ERRORS = [
     (["--model_architecture", "SharedEncoderDecoder_Multi"], r"--model_architecture 'SharedEncoderDecoder_Multi' is "

@@ -9,10 +9,13 @@ import pytest
 import torch
 from transformers import AutoModelForSeq2SeqLM
 
-from tests.helpers import TINY_PERCEIVER, ZEMI, evaluate, run_module, write_run_dir
+from tests.helpers import TINY_PERCEIVER, ZEMI, evaluate, write_run_dir
 from zemi.errors import ConfigError
 from zemi.models.modeling_t5 import T5ForConditionalGenerationFiD, T5ForConditionalGenerationMultiAug
+from zemi.run.evaluation import main as evaluate_main
 from zemi.tools.convert import convert
+
+pytestmark = pytest.mark.unit
 
 
 def authors_run(path, backbone, architecture):
@@ -34,6 +37,7 @@ def accuracies(results: dict) -> dict:
     return {(row["task"], row["template"]): row["accuracy"] for row in results["results"]}
 
 
+@pytest.mark.e2e
 @pytest.mark.parametrize("architecture, model_class", [(ZEMI, T5ForConditionalGenerationMultiAug),
                                                         ("FiD", T5ForConditionalGenerationFiD)])
 def test_converted_directory_evaluates_like_the_run(tmp_path, backbone_dir, data_root, architecture, model_class):
@@ -57,10 +61,8 @@ def test_converted_directory_evaluates_like_the_run(tmp_path, backbone_dir, data
     assert "| weather_effect |" in card and "**average**" in card
 
     paths = [str(p) for p in sorted((data_root / "weather_effect").iterdir())]
-    done = run_module("zemi", ["eval", "--processed_dataset_paths", *paths, "--model_name_or_path", str(converted),
-                                        "--output_dir", str(tmp_path / "eval_hf"), "--per_device_eval_batch_size",
-                                        "6"])
-    assert done.returncode == 0, done.stderr[-3000:]
+    evaluate_main(["--processed_dataset_paths", *paths, "--model_name_or_path", str(converted), "--output_dir",
+                   str(tmp_path / "eval_hf"), "--per_device_eval_batch_size", "6"])
     again = json.loads((tmp_path / "eval_hf" / "results.json").read_text())
     assert accuracies(again) == accuracies(original)
     assert {row["step"] for row in again["results"]} == {2}

@@ -24,6 +24,8 @@ from zemi.data.tasks import (
     template_dir_name,
 )
 
+pytestmark = pytest.mark.unit
+
 REPO = Path(__file__).resolve().parents[1]
 FIXTURE_TASK = REPO / "tests" / "fixtures" / "retrieval" / "wordnet_acts"
 CORPUS = REPO / "data" / "demo" / "corpus.jsonl.gz"
@@ -186,6 +188,7 @@ def built_root(built_run):
     return built_run[0]
 
 
+@pytest.mark.e2e
 def test_the_build_log_has_our_progress_and_no_datasets_bars(built_run):
     _, output = built_run
     assert "Saving the dataset" not in output
@@ -205,6 +208,7 @@ def test_the_build_log_has_our_progress_and_no_datasets_bars(built_run):
             datasets.disable_progress_bars()
 
 
+@pytest.mark.e2e
 def test_cli_writes_the_30aug_layout(built_root):
     task_dir = built_root / "wordnet_acts"
     assert sorted(p.name for p in task_dir.iterdir()) == ["wordnet_acts_Pick_one..._(A_or_B?)",
@@ -225,6 +229,7 @@ def test_cli_writes_the_30aug_layout(built_root):
     assert hits_with_answer >= 0.8 * len(splits["train"])  # BM25 finds the gloss that answers the question
 
 
+@pytest.mark.e2e
 def test_training_and_evaluation_readers_accept_the_output(built_root):
     from zemi.data.mixture import load_eval_templates, load_training_mixture
 
@@ -234,6 +239,7 @@ def test_training_and_evaluation_readers_accept_the_output(built_root):
     assert [len(t.dataset) for t in templates] == [10, 10]
 
 
+@pytest.mark.e2e
 def test_rerun_skips_finished_templates_and_rebuilds_missing_ones(built_root):
     kept = built_root / "wordnet_acts" / "wordnet_acts_question_with_options"
     removed = built_root / "wordnet_acts" / "wordnet_acts_Pick_one..._(A_or_B?)"

@@ -104,6 +104,7 @@ def documents_by_row(root: Path) -> dict[tuple[str, str, str, int], str]:
     return found
 
 
+@pytest.mark.e2e
 def test_the_documented_ablation_commands_apply_the_authors_rule(data_root, tmp_path):
     """Each documented command, run on a 30aug root, applies the authors' rule (`zemi.data.shuffle`, whose draws
     tests/test_ablations.py replays against their script): no row keeps its own documents, and cross-task rows read

@@ -9,18 +9,22 @@ from pathlib import Path
 
 import pytest
 
+pytestmark = pytest.mark.e2e
+
 REPO = Path(__file__).resolve().parents[1]
+STEPS = 2
 
 
-@pytest.mark.e2e
 @pytest.mark.timeout(1200)
 def test_reduced_demo_builds_data_trains_four_methods_evaluates_and_reports(tmp_path):
+    # What is reduced: 16 examples per split, the index over the corpus's first 20,000 documents, shorter texts and
+    # two optimizer steps. Its cost is mostly the ~25 Python processes the scripts start, each importing torch.
     env = dict(
         os.environ, ZEMI_QUIET="1", NUM_GPUS="0", TOKENIZERS_PARALLELISM="false",
         OUTPUT_SRC_ROOT=str(tmp_path / "out"), VISUALIZATION_DIR=str(tmp_path / "visualization"),
         TRAIN_MIXTURE="wn_hypernym wn_synonym", EVAL_TASKS="wn_category wn_word_sense",
-        DEMO_BUILD_ARGS="--max_examples_per_split 40", EXTRA_TRAIN_ARGS="--max_train_steps 3",
-        EXTRA_EVAL_ARGS="--debug")
+        DEMO_BUILD_ARGS="--max_examples_per_split 16 --num_documents 20000", MAX_LENGTH="128", AUG_MAX_LENGTH="32",
+        EXTRA_TRAIN_ARGS=f"--max_train_steps {STEPS}", EXTRA_EVAL_ARGS="--debug")
     done = subprocess.run(["bash", "training/demo.sh"], cwd=REPO, env=env, capture_output=True, text=True,
                           timeout=1200)
     assert done.returncode == 0, done.stderr[-4000:]
@@ -30,13 +34,13 @@ def test_reduced_demo_builds_data_trains_four_methods_evaluates_and_reports(tmp_
     for method, entry in results.items():
         assert set(entry["tasks"]) == {"wn_category", "wn_word_sense"}, method
         assert all(0 <= accuracy <= 1 for accuracy in entry["tasks"].values())
-        assert 0 <= entry["average"] <= 1 and entry["checkpoint"] == 3
-    assert "| zemi | step_3 |" in (out / "table1.md").read_text()
+        assert 0 <= entry["average"] <= 1 and entry["checkpoint"] == STEPS
+    assert f"| zemi | step_{STEPS} |" in (out / "table1.md").read_text()
     assert (out / "table1.png").read_bytes()[:4] == b"\x89PNG"
     for curves in ("loss.png", "gates.png"):  # the four runs' training curves (Zemi's gates)
         assert (out / curves).read_bytes()[:4] == b"\x89PNG"
     trained = out / "p3_finetuning" / "zemi_base"
-    assert (trained / "step_3" / "model.safetensors").is_file()
+    assert (trained / f"step_{STEPS}" / "model.safetensors").is_file()
     mixture = json.loads((trained / "dataset_mixture_config.json").read_text())
     assert {Path(p).parent.name for p in mixture["sampled_list"]} == {"wn_hypernym", "wn_synonym"}
     visualization = tmp_path / "visualization"

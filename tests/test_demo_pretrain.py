@@ -15,6 +15,8 @@ from demo_builders import pretrain
 from demo_builders.corpus import write_jsonl_gz
 from demo_builders.tokenizer import BACKBONE_DIR
 
+pytestmark = pytest.mark.unit
+
 SENTINELS = list(range(7999, 7899, -1))
 
 

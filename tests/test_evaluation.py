@@ -26,6 +26,8 @@ from zemi.run.objectives import (
     rank_choices_reencoding,
 )
 
+pytestmark = pytest.mark.unit
+
 RULES = {
     "T5": TextRules(),
     "concat": TextRules(concat_aug_num=3),
@@ -34,7 +36,6 @@ RULES = {
 }
 
 
-@pytest.mark.unit
 @pytest.mark.parametrize("vocab, block_elements", [(96, 2**22), (1000, 300), (1000, 1), (32128, 2**22)])
 def test_fused_head_scores_what_the_full_vocabulary_log_softmax_scores(vocab, block_elements):
     """Ragged choices (padding in every row but one), a vocabulary in one slice, in many, and one column at a time."""
@@ -47,7 +48,6 @@ def test_fused_head_scores_what_the_full_vocabulary_log_softmax_scores(vocab, bl
                                rtol=1e-6, atol=1e-5)
 
 
-@pytest.mark.unit
 def test_fused_head_of_a_tied_t5_scales_the_decoder_output_as_the_model_does():
     """An original (tied) T5 scales the decoder output by d_model^-0.5 before its head; the fused path must too."""
     torch.manual_seed(0)
@@ -65,7 +65,6 @@ def test_fused_head_of_a_tied_t5_scales_the_decoder_output_as_the_model_does():
         torch.testing.assert_close(choice_scores(model, batch, fused=fused), expected, rtol=1e-6, atol=1e-5)
 
 
-@pytest.mark.unit
 def test_best_choice_respects_each_examples_own_choices():
     scores = torch.tensor([-1.0, -0.5, -3.0, -0.2, -0.2, -9.0])
     owner = torch.tensor([0, 0, 1, 1, 1, 2])
@@ -75,7 +74,6 @@ def test_best_choice_respects_each_examples_own_choices():
     assert torch.equal(choice_table(scores, owner, torch.tensor([2, 3, 1])), expected)
 
 
-@pytest.mark.unit
 def test_the_cross_attention_cache_equals_the_decoders_own_projections():
     """cross_attention_cache reaches into transformers' T5 (EncDecAttention.k/.v, key_value_proj_dim,
     EncoderDecoderCache): decoding against it must give what the decoder gives when it projects the encoder

@@ -19,6 +19,8 @@ from safetensors.torch import load_file
 
 from tests.helpers import REPO, STEPS_PER_EPOCH, common_flags, free_port, method_flags, subprocess_env
 
+pytestmark = pytest.mark.e2e
+
 CONFIGS = REPO / "training" / "accelerate_configs"
 
 

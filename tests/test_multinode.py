@@ -13,9 +13,9 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from tests.helpers import REPO, STEPS_PER_EPOCH, common_flags, free_port, launch, method_flags, read_csv, \
-    subprocess_env
-from zemi import multi_task_fine_tune_baseline
+from tests.helpers import REPO, STEPS_PER_EPOCH, free_port, launch, one_epoch_no_aug_flags, read_csv, subprocess_env
+
+pytestmark = pytest.mark.e2e
 
 CONFIGS = REPO / "training" / "accelerate_configs"
 
@@ -68,12 +68,6 @@ def test_several_machines_without_a_config_need_the_main_address(tmp_path):
     assert done.returncode == 2 and "needs MAIN_PROCESS_IP" in stderr
 
 
-def run_flags(backbone: Path, data_root: Path, output_dir: Path) -> list[str]:
-    _, flags = method_flags("no_aug", backbone, Path())
-    return flags + common_flags(data_root, output_dir, batch=2, epochs=1) + [
-        "--checkpointing_steps", "4", "--resume_from_checkpoint", "latest", "--report_to", "none"]
-
-
 def final(run_dir: Path) -> dict[str, torch.Tensor]:
     return load_file(run_dir / f"step_{STEPS_PER_EPOCH}" / "model.safetensors")
 
@@ -84,23 +78,13 @@ def assert_same_weights(got: dict, expected: dict) -> None:
         assert torch.allclose(got[name], expected[name], atol=1e-6, rtol=0), name
 
 
-@pytest.fixture(scope="module")
-def two_processes(tmp_path_factory, backbone_without_dropout, data_root) -> Path:
-    """The reference: one machine, two processes (gloo)."""
-    run_dir = tmp_path_factory.mktemp("one_machine") / "run"
-    done = launch("zemi.multi_task_fine_tune_baseline", run_flags(backbone_without_dropout, data_root, run_dir),
-                  processes=2)
-    assert done.returncode == 0, done.stderr[-3000:]
-    return run_dir
-
-
-def test_two_machines_end_with_the_weights_of_one_machine(tmp_path, two_processes, backbone_without_dropout,
+def test_two_machines_end_with_the_weights_of_one_machine(tmp_path, no_aug_two_processes, backbone_without_dropout,
                                                           data_root):
     run_dir = tmp_path / "run"
     port = free_port()
     machines = [zemi_launch(["zemi.multi_task_fine_tune_baseline",
-                             *run_flags(backbone_without_dropout, data_root, run_dir)], home=tmp_path,
-                            NUM_MACHINES="2", MACHINE_RANK=str(rank), MAIN_PROCESS_IP="127.0.0.1",
+                             *one_epoch_no_aug_flags(backbone_without_dropout, data_root, run_dir, batch=2)],
+                            home=tmp_path, NUM_MACHINES="2", MACHINE_RANK=str(rank), MAIN_PROCESS_IP="127.0.0.1",
                             MAIN_PROCESS_PORT=port)
                 for rank in (0, 1)]
     outputs = [machine.communicate(timeout=600) for machine in machines]
@@ -108,14 +92,15 @@ def test_two_machines_end_with_the_weights_of_one_machine(tmp_path, two_processe
         assert machine.returncode == 0, stderr[-3000:]
     command = next(line for line in outputs[1][1].splitlines() if line.startswith("+ ")).split()
     assert command[command.index("--machine_rank") + 1] == "1" and command[command.index("--num_processes") + 1] == "2"
-    assert_same_weights(final(run_dir), final(two_processes))
-    assert read_csv(run_dir / "train_log.csv")[-1]["loss"] == read_csv(two_processes / "train_log.csv")[-1]["loss"]
+    assert_same_weights(final(run_dir), final(no_aug_two_processes))
+    assert read_csv(run_dir / "train_log.csv")[-1]["loss"] == \
+        read_csv(no_aug_two_processes / "train_log.csv")[-1]["loss"]
 
 
-def test_two_processes_killed_and_resumed_end_as_if_uninterrupted(tmp_path, two_processes, backbone_without_dropout,
-                                                                  data_root):
+def test_two_processes_killed_and_resumed_end_as_if_uninterrupted(tmp_path, no_aug_two_processes,
+                                                                  backbone_without_dropout, data_root):
     run_dir = tmp_path / "run"
-    flags = run_flags(backbone_without_dropout, data_root, run_dir)
+    flags = one_epoch_no_aug_flags(backbone_without_dropout, data_root, run_dir, batch=2)
     killed = launch("zemi.multi_task_fine_tune_baseline", flags, processes=2,
                     env=subprocess_env(ZEMI_CRASH_AT="step:6"))
     assert killed.returncode != 0  # accelerate launch reports its killed children as a failure
@@ -126,15 +111,10 @@ def test_two_processes_killed_and_resumed_end_as_if_uninterrupted(tmp_path, two_
     resumed = launch("zemi.multi_task_fine_tune_baseline", flags, processes=2)
     assert resumed.returncode == 0, resumed.stderr[-3000:]
     assert "resumed from" in resumed.stderr
-    assert_same_weights(final(run_dir), final(two_processes))
+    assert_same_weights(final(run_dir), final(no_aug_two_processes))
     assert [int(r["step"]) for r in read_csv(run_dir / "train_log.csv")] == list(range(1, STEPS_PER_EPOCH + 1))
 
 
-def test_the_gathered_checkpoint_has_the_layout_of_a_one_process_run(tmp_path, two_processes,
-                                                                     backbone_without_dropout, data_root):
-    _, flags = method_flags("no_aug", backbone_without_dropout, Path())
-    one = multi_task_fine_tune_baseline.main(flags + common_flags(data_root, tmp_path / "one", epochs=1)
-                                             + ["--report_to", "none"])
-    expected, got = final(one), final(two_processes)
+def test_the_gathered_checkpoint_has_the_layout_of_a_one_process_run(no_aug_two_processes, no_aug_one_process):
+    expected, got = final(no_aug_one_process), final(no_aug_two_processes)
     assert {k: (v.shape, v.dtype) for k, v in got.items()} == {k: (v.shape, v.dtype) for k, v in expected.items()}
-

@@ -22,6 +22,8 @@ import pytest
 from tests.helpers import REPO, subprocess_env
 from zemi.__main__ import COMMANDS
 
+pytestmark = pytest.mark.e2e
+
 PYPROJECT = tomllib.loads((REPO / "pyproject.toml").read_text())
 # Installed by `make install` with --no-deps --ignore-requires-python: its metadata pins old Python and packages,
 # so it cannot be a declared dependency (the Makefile and pyproject's comment say so).

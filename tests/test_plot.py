@@ -17,6 +17,8 @@ from zemi import multi_task_fine_tune_baseline, multi_task_fine_tune_xattn
 from zemi.errors import MissingInputError
 from zemi.tools.plot import DPI, FIGURE_SIZE, PlotInputError, _pyplot, loss_figure, read_run, smoothed, write_plots
 
+pytestmark = pytest.mark.unit
+
 PIXELS = (int(FIGURE_SIZE[0] * DPI), int(FIGURE_SIZE[1] * DPI))
 
 
@@ -48,14 +50,12 @@ def warmup_cosine(steps: int, warmup: int) -> list[float]:
             for s in range(1, steps + 1)]
 
 
-@pytest.mark.unit
 def test_the_end_of_warm_up_is_the_learning_rate_peak(tmp_path):
     assert read_run(write_schedule_run(tmp_path / "warm", warmup_cosine(125, 32))).warmup_end == 32
     assert read_run(write_schedule_run(tmp_path / "constant", [1e-3] * 20)).warmup_end is None
     assert read_run(write_schedule_run(tmp_path / "decay", warmup_cosine(20, 1))).warmup_end is None
 
 
-@pytest.mark.unit
 def test_length_grouping_windows_start_every_50_global_batches_and_again_each_epoch(tmp_path):
     grouped = {"group_by_length": True, "gradient_accumulation_steps": 1}
     demo = read_run(write_schedule_run(tmp_path / "demo", warmup_cosine(125, 32), args=grouped))
@@ -69,7 +69,6 @@ def test_length_grouping_windows_start_every_50_global_batches_and_again_each_ep
     assert read_run(write_schedule_run(tmp_path / "no_args", [1e-3] * 125)).window_starts() == []
 
 
-@pytest.mark.unit
 def test_the_loss_plot_has_one_legend_entry_per_run_and_explains_its_styles_once(tmp_path):
     grouped = {"group_by_length": True, "gradient_accumulation_steps": 1}
     runs = [read_run(write_schedule_run(tmp_path / name, warmup_cosine(125, 32), args=grouped, dev_loss=loss))
@@ -100,13 +99,11 @@ def test_the_loss_plot_has_one_legend_entry_per_run_and_explains_its_styles_once
         _pyplot().close(figure)
 
 
-@pytest.mark.unit
 def test_smoothing_keeps_a_constant_and_starts_at_the_first_value():
     assert smoothed([2.0] * 50) == pytest.approx([2.0] * 50)
     assert smoothed([5.0, 1.0, 1.0], weight=0.9)[0] == 5.0
 
 
-@pytest.mark.unit
 def test_runs_are_read_with_their_gates_and_validation_losses(tmp_path):
     run = read_run(write_run(tmp_path / "zemi_base", gates=True))
     assert run.label == "zemi_base" and run.steps == list(range(1, 31))
@@ -114,7 +111,6 @@ def test_runs_are_read_with_their_gates_and_validation_losses(tmp_path):
     assert read_run(write_run(tmp_path / "no_aug_base", gates=False)).gates == {}
 
 
-@pytest.mark.unit
 def test_bad_inputs_name_the_file(tmp_path):
     with pytest.raises(MissingInputError, match="nowhere/train_log.csv does not exist"):
         read_run(tmp_path / "nowhere")
@@ -124,7 +120,6 @@ def test_bad_inputs_name_the_file(tmp_path):
         read_run(bad)
 
 
-@pytest.mark.unit
 def test_gates_png_only_when_a_run_has_gates(tmp_path):
     assert [p.name for p in write_plots([write_run(tmp_path / "a", gates=False)], tmp_path / "out1")] == ["loss.png"]
     written = write_plots([write_run(tmp_path / "b", gates=False), write_run(tmp_path / "c", gates=True)],

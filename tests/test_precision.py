@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import csv
 import random
 
 import pytest
@@ -11,30 +10,37 @@ from datasets import DatasetDict
 from transformers import AutoTokenizer
 
 from tests.fixture_data import _eval_examples, _template_split
-from tests.helpers import run_module
+from tests.helpers import read_csv, run_module
+from zemi import multi_task_fine_tune_xattn
 from zemi.data.collate import Collator
 from zemi.data.mixture import load_eval_templates
 from zemi.data.processing import Featurizer, MaxLengths, TextRules
 from zemi.run.objectives import rank_choices, rank_choices_reencoding
 from zemi.modeling_t5 import build_model
 
+pytestmark = pytest.mark.e2e
 
-def train(tmp_path, backbone, data_root, perceiver, name: str, precision: str):
-    """A one-epoch Zemi run in its own process (accelerate fixes the precision once per process)."""
-    args = [
+
+def train_args(backbone, data_root, perceiver, output_dir, precision: str) -> list[str]:
+    """One epoch of Zemi (18 steps)."""
+    return [
         "--model_architecture", "SharedEncoderDecoder_MultiAug", "--lm_name", str(backbone), "--perceiver_config",
         str(perceiver), "--dataset_root_path", str(data_root), "--dataset_dir_names", "animal_colors", "animal_homes",
         "--num_train_epochs", "1", "--learning_rate", "3e-3", "--warmup_ratio", "0.1", "--max_length", "48",
         "--aug_max_length", "24", "--target_max_length", "8", "--mixed_precision", precision,
-        "--output_dir", str(tmp_path / name)]
-    done = run_module("zemi.multi_task_fine_tune_xattn", args)
-    assert done.returncode == 0, done.stderr[-3000:]
-    return tmp_path / name
+        "--output_dir", str(output_dir)]
+
+
+def loss_curve(run) -> list[float]:
+    return [float(row["loss"]) for row in read_csv(run / "train_log.csv")]
 
 
 @pytest.fixture(scope="module")
-def trained(tmp_path_factory, backbone_dir, data_root, perceiver_json):
-    return train(tmp_path_factory.mktemp("precision"), backbone_dir, data_root, perceiver_json, "fp32", "no")
+def trained(tmp_path_factory, backbone_without_dropout, data_root, perceiver_json):
+    """The fp32 run, in this process (no dropout, so that the bf16 run's curve can be held against it)."""
+    output_dir = tmp_path_factory.mktemp("precision") / "fp32"
+    return multi_task_fine_tune_xattn.main(train_args(backbone_without_dropout, data_root, perceiver_json,
+                                                      output_dir, "no"))
 
 
 @pytest.fixture(scope="module")
@@ -59,7 +65,6 @@ def predictions(model, template, tokenizer, rank, dtype) -> torch.Tensor:
     return torch.cat(out)
 
 
-@pytest.mark.e2e
 def test_fp32_fast_path_predicts_exactly_like_the_reference_path(trained, large_eval_set):
     tokenizer = AutoTokenizer.from_pretrained(trained)
     step = max(trained.glob("step_*"), key=lambda p: int(p.name.split("_")[1]))
@@ -71,7 +76,6 @@ def test_fp32_fast_path_predicts_exactly_like_the_reference_path(trained, large_
     assert torch.equal(expected, got)
 
 
-@pytest.mark.e2e
 def test_bf16_predictions_agree_with_fp32_on_99_percent(trained, large_eval_set):
     tokenizer = AutoTokenizer.from_pretrained(trained)
     step = max(trained.glob("step_*"), key=lambda p: int(p.name.split("_")[1]))
@@ -82,14 +86,13 @@ def test_bf16_predictions_agree_with_fp32_on_99_percent(trained, large_eval_set)
     assert (fp32 == bf16).float().mean() >= 0.99
 
 
-@pytest.mark.e2e
 def test_bf16_training_loss_stays_within_2_percent_of_fp32(tmp_path, trained, backbone_without_dropout, data_root,
                                                            perceiver_json):
-    curves = {}
-    for precision in ("no", "bf16"):
-        run = train(tmp_path, backbone_without_dropout, data_root, perceiver_json, precision, precision)
-        with open(run / "train_log.csv", newline="") as handle:
-            curves[precision] = [float(row["loss"]) for row in csv.DictReader(handle)]
-    assert len(curves["no"]) == len(curves["bf16"]) == 18
-    worst = max(abs(a - b) / a for a, b in zip(curves["no"], curves["bf16"]))
+    """bf16 in its own process: accelerate fixes the precision once per process."""
+    done = run_module("zemi.multi_task_fine_tune_xattn",
+                      train_args(backbone_without_dropout, data_root, perceiver_json, tmp_path / "bf16", "bf16"))
+    assert done.returncode == 0, done.stderr[-3000:]
+    fp32, bf16 = loss_curve(trained), loss_curve(tmp_path / "bf16")
+    assert len(fp32) == len(bf16) == 18
+    worst = max(abs(a - b) / a for a, b in zip(fp32, bf16))
     assert worst <= 0.02, worst

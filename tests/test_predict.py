@@ -13,12 +13,14 @@ import pytest
 import torch
 from safetensors.torch import load_file, save_file
 
-from tests.helpers import REPO, ZEMI, run_module, write_run_dir
+from tests.helpers import REPO, ZEMI, write_run_dir
 from zemi.errors import ConfigError, MissingInputError
 from zemi.models.modeling_t5 import model_inputs
 from zemi.retrieval.local_index import LocalIndex, build_local_index
 from zemi.tools import predict
 from zemi.tools.convert import convert
+
+pytestmark = pytest.mark.unit
 
 DEMO = REPO / "data" / "demo"
 PROMPT = "Which word means the opposite of abstraction: entity, physical entity or relation? " + \
@@ -50,12 +52,13 @@ def summed_log_probs(model, batch) -> list[float]:
     return scores
 
 
-def test_ranks_choices_and_prints_the_documents_it_used_as_json(setup):
-    done = run_module("zemi", ["predict", "--model", str(setup["zemi"]), "--index", str(setup["index"]),
-                                       "--prompt", PROMPT, "--choices", "entity", "physical entity", "relation",
-                                       "--json"])
-    assert done.returncode == 0, done.stderr[-3000:]
-    result = json.loads(done.stdout)
+@pytest.mark.e2e
+def test_ranks_choices_and_prints_the_documents_it_used_as_json(setup, one_thread, capfd):
+    """In this process (the demo runs `python -m zemi predict`); capfd reads file descriptor 1, so anything else
+    written to standard output, from Python or not, breaks the JSON."""
+    predict.main(["--model", str(setup["zemi"]), "--index", str(setup["index"]), "--prompt", PROMPT, "--choices",
+                  "entity", "physical entity", "relation", "--json"])
+    result = json.loads(capfd.readouterr().out)
     assert result["method"] == "Zemi" and result["step"] == 2  # the run's last step
     assert result["query"] == " ".join(PROMPT.split(" ")[:20])  # the builder's query rule: the first 20 words
     documents = result["documents"]
@@ -94,6 +97,7 @@ def test_generates_greedy_and_with_beams(setup, one_thread):
     assert "answer:" in predict.render(result)
 
 
+@pytest.mark.e2e
 def test_a_converted_directory_and_a_plain_t5(setup, one_thread, capsys):
     converted = convert(setup["zemi"], setup["root"] / "hf")
     result = predict.main(["--model", str(converted), "--index", str(setup["index"]), "--prompt", PROMPT,
@@ -123,6 +127,7 @@ def test_mismatches_fail_with_a_clear_error(setup, tmp_path):
         predict.main(["--model", str(setup["zemi"]), *index, "--prompt", PROMPT, "--choices", "a", "a"])
 
 
+@pytest.mark.e2e
 def test_a_held_out_question_from_a_template_directory(setup, data_root, capsys):
     template = sorted((data_root / "weather_effect").iterdir())[0]
     result = predict.main(["--model", str(setup["zemi"]), "--index", str(setup["index"]), "--template_dir",

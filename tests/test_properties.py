@@ -17,7 +17,7 @@ from zemi.data.processing import NO_DOCUMENT, Featurizer, MaxLengths, TextRules,
 from zemi.run.objectives import choice_scores, rank_choices
 from zemi.modeling_t5 import model_from_config
 
-pytestmark = pytest.mark.usefixtures("one_thread")  # tiny models: one thread is fastest
+pytestmark = [pytest.mark.unit, pytest.mark.usefixtures("one_thread")]  # tiny models: one thread is fastest
 
 PAD, EOS = 0, 1
 FAST = settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])

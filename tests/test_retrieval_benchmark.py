@@ -7,6 +7,10 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
+pytestmark = pytest.mark.e2e
+
 BENCHMARK = Path(__file__).resolve().parents[1] / "benchmarks" / "retrieval.py"
 
 

@@ -17,6 +17,8 @@ from zemi.retrieval import BM25Index, DocumentStore, build_sharded_index, open_i
 from zemi.retrieval.bm25 import top_k
 from zemi.retrieval.scoring import lucene_length_norm
 
+pytestmark = pytest.mark.unit
+
 CORPUS = Path(__file__).resolve().parents[1] / "data" / "demo" / "corpus.jsonl.gz"
 NUM_DOCUMENTS = 3_000
 

@@ -21,6 +21,8 @@ from zemi.retrieval.corpus import (
     iter_local,
 )
 
+pytestmark = pytest.mark.unit
+
 CORPUS = Path(__file__).resolve().parents[1] / "data" / "demo" / "corpus.jsonl.gz"
 
 

@@ -18,6 +18,8 @@ from zemi.retrieval.elastic import (
     search_body,
 )
 
+pytestmark = pytest.mark.unit
+
 
 def test_index_settings_are_the_authors():
     settings = index_settings()

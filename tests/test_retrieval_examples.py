@@ -13,6 +13,8 @@ from zemi.retrieval.examples import (
     retrieve_for_examples,
 )
 
+pytestmark = pytest.mark.unit
+
 
 def test_field_queries_join_lists_and_keep_the_first_twenty_words():
     long_text = " ".join(f"w{i}" for i in range(40))

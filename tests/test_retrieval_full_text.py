@@ -6,12 +6,15 @@ from __future__ import annotations
 import json
 
 import numpy as np
+import pytest
 
 from zemi.data import build
 from zemi.retrieval import BM25Index, DocumentStore, build_sharded_index
 from zemi.retrieval.examples import retrieve_for_examples
 from zemi.retrieval.sharded import ParallelSearch
 from tests.test_retrieval_bm25 import NUM_DOCUMENTS, built, demo_texts, queries
+
+pytestmark = pytest.mark.unit
 
 
 def _filler(count: int, tag: str) -> str:

@@ -16,6 +16,8 @@ from zemi.retrieval.scoring import (
     scoring_parameters,
 )
 
+pytestmark = pytest.mark.unit
+
 
 def _java_length_norm(length: int) -> int:
     """SmallFloat.byte4ToInt(SmallFloat.intToByte4(length)), written out from Lucene's definition."""

@@ -9,6 +9,9 @@ import os
 import shlex
 import subprocess
 from pathlib import Path
+import pytest
+
+pytestmark = pytest.mark.e2e
 
 import pytest
 

@@ -19,7 +19,7 @@ from zemi.run.run_directory import save_model_atomic
 from zemi.run.tied_weights import drop_declared_ties_before_save_state
 
 ACCELERATE_SAVE_LOGGER = "accelerate.utils.other"  # clean_state_dict_for_safetensors, called by save_state
-pytestmark = pytest.mark.usefixtures("one_thread")
+pytestmark = [pytest.mark.unit, pytest.mark.usefixtures("one_thread")]
 
 
 def prepared(model: torch.nn.Module) -> tuple[Accelerator, torch.nn.Module]:
@@ -34,7 +34,6 @@ def saved_names(path: Path) -> set[str]:
         return set(handle.keys())
 
 
-@pytest.mark.unit
 @pytest.mark.parametrize("tied", [True, False], ids=["original_t5_tied_head", "t5_v1_1_own_head"])
 def test_the_training_state_of_a_t5_saves_without_warning_and_loads_back(tmp_path, tied):
     torch.manual_seed(0)
@@ -53,7 +52,6 @@ def test_the_training_state_of_a_t5_saves_without_warning_and_loads_back(tmp_pat
     assert (model.lm_head.weight.data_ptr() == model.shared.weight.data_ptr()) == tied
 
 
-@pytest.mark.unit
 def test_an_lm_head_shared_against_the_config_is_reported_and_saved_as_trained(tmp_path):
     torch.manual_seed(0)
     model = T5WithOwnLMHead(tiny_t5_config(tie_word_embeddings=False))

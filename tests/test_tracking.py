@@ -18,12 +18,13 @@ from zemi.errors import ConfigError
 from zemi.models.modeling_t5 import T5ForConditionalGenerationMultiAug
 from zemi.run.tracking import fusion_gates, hyperparameters, resolve_report_to
 
+pytestmark = pytest.mark.unit
+
 HAS_TENSORBOARD = importlib.util.find_spec("tensorboard") is not None
 HAS_WANDB = importlib.util.find_spec("wandb") is not None
 STEP_METRICS = {"loss", "last_lr", "samples_per_s", "tokens_per_s", "tanh_attn_gate_0", "tanh_ff_gate_0"}
 
 
-@pytest.mark.unit
 def test_report_to_choices_and_the_authors_wandb_flag():
     assert resolve_report_to("none", wandb_proj="ignored") == []
     assert resolve_report_to(None) == (["tensorboard"] if HAS_TENSORBOARD else [])
@@ -32,13 +33,11 @@ def test_report_to_choices_and_the_authors_wandb_flag():
         resolve_report_to("mlflow")
 
 
-@pytest.mark.unit
 def test_settings_become_scalar_hyperparameters():
     assert hyperparameters({"lr": 1e-4, "dirs": ["a", "b"], "steps": None, "debug": False}) == {
         "lr": 1e-4, "dirs": "a b", "steps": "None", "debug": False}
 
 
-@pytest.mark.unit
 def test_gates_are_logged_after_tanh_and_the_ungated_ablation_has_none():
     accelerator = Accelerator()
     model = T5ForConditionalGenerationMultiAug(tiny_t5_config(), tiny_perceiver_config(num_xattn_layers=2))

@@ -1,19 +1,19 @@
-"""End to end on fixtures: the real entry points train all four methods, evaluate them and write Table 1; runs on
-two processes match one; a run killed with SIGKILL resumes to the same weights."""
+"""End to end on fixtures: the real entry points train all four methods, evaluate them and write Table 1; the
+authors' evaluation command lines run unchanged; runs on two processes match one."""
 
 from __future__ import annotations
 
 import json
-import signal
 from pathlib import Path
 
 import pytest
 import torch
 
-from tests.helpers import (REPO, STEPS_PER_EPOCH, common_flags, final_weights, launch, method_flags, read_csv,
-                           run_module, subprocess_env)
+from tests.helpers import REPO, STEPS_PER_EPOCH, common_flags, launch, method_flags, read_csv
 from zemi import eval_original_task_only, eval_original_task_only_xattn, multi_task_fine_tune_baseline, \
     multi_task_fine_tune_xattn, report
+
+pytestmark = pytest.mark.e2e
 
 
 @pytest.fixture(scope="module")
@@ -28,7 +28,6 @@ def runs(tmp_path_factory, backbone_dir, data_root, perceiver_json) -> dict[str,
     return trained
 
 
-@pytest.mark.e2e
 def test_training_writes_a_complete_run_directory(runs):
     for method, run_dir in runs.items():
         names = {p.name for p in run_dir.iterdir()}
@@ -46,7 +45,6 @@ def test_training_writes_a_complete_run_directory(runs):
         assert not list(run_dir.glob(".*tmp*"))
 
 
-@pytest.mark.e2e
 def test_loss_falls_for_every_method(runs):
     for method, run_dir in runs.items():
         losses = [float(row["loss"]) for row in read_csv(run_dir / "train_log.csv")]
@@ -57,7 +55,6 @@ def test_loss_falls_for_every_method(runs):
         assert dev[1] < dev[0], method
 
 
-@pytest.mark.e2e
 def test_evaluation_and_report_for_all_four_methods(runs, data_root, tmp_path):
     eval_dirs = []
     for method, run_dir in runs.items():
@@ -86,10 +83,10 @@ def test_evaluation_and_report_for_all_four_methods(runs, data_root, tmp_path):
     assert (tmp_path / "report" / "table1.png").read_bytes()[:4] == b"\x89PNG"
 
 
-@pytest.mark.e2e
 def test_the_authors_eval_command_lines_run_unchanged(runs, data_root, tmp_path):
-    """Flags of eval/run_eval_finetuned_mixture_xattn.sh, _FiD.sh and _baseline.sh, launched on the script file
-    from inside zemi/ as the authors did."""
+    """Flags of eval/run_eval_finetuned_mixture_xattn.sh and _baseline.sh, launched on the script file from inside
+    zemi/ as the authors did; _FiD.sh's flags (those of _xattn.sh and --concat_input_at_augmentation) through the
+    same script's main (its launch would repeat the first one's)."""
     paths = [str(p) for p in sorted((data_root / "weather_effect").iterdir())]
     def xattn(run: Path, out: Path) -> list[str]:
         return ["--processed_dataset_paths", *paths, "--model_name_or_path", str(run), "--saved_model_step", "-1",
@@ -98,55 +95,27 @@ def test_the_authors_eval_command_lines_run_unchanged(runs, data_root, tmp_path)
 
     baseline = ["--processed_dataset_paths", *paths, "--model_name_or_path", str(runs["concat"]), "--step_num", "-1",
                 "--output_dir", str(tmp_path / "concat"), "--per_device_eval_batch_size", "8"]
-    for script, args, out in (("eval_original_task_only_xattn.py", xattn(runs["zemi"], tmp_path / "zemi"), "zemi"),
-                              ("eval_original_task_only_xattn.py",
-                               xattn(runs["fid"], tmp_path / "fid") + ["--concat_input_at_augmentation"], "fid"),
-                              ("eval_original_task_only.py", baseline, "concat")):
+    for script, args in (("eval_original_task_only_xattn.py", xattn(runs["zemi"], tmp_path / "zemi")),
+                         ("eval_original_task_only.py", baseline)):
         done = launch("", args, script=script, cwd=REPO / "zemi")
         assert done.returncode == 0, done.stderr[-3000:]
+    eval_original_task_only_xattn.main(xattn(runs["fid"], tmp_path / "fid") + ["--concat_input_at_augmentation"])
+    for out in ("zemi", "concat", "fid"):
         assert len(json.loads((tmp_path / out / "results.json").read_text())["results"]) == 4
 
 
-@pytest.mark.e2e
-def test_two_processes_follow_the_loss_curve_of_one(tmp_path, backbone_without_dropout, data_root):
-    family, flags = method_flags("no_aug", backbone_without_dropout, Path())
-    one = launch("zemi.multi_task_fine_tune_baseline", flags + common_flags(data_root, tmp_path / "one", epochs=1))
-    two = launch("zemi.multi_task_fine_tune_baseline",
-                 flags + common_flags(data_root, tmp_path / "two", batch=2, epochs=1), processes=2)
-    assert one.returncode == 0, one.stderr[-3000:]
-    assert two.returncode == 0, two.stderr[-3000:]
-    curve_one = [float(r["loss"]) for r in read_csv(tmp_path / "one" / "train_log.csv")]
-    curve_two = [float(r["loss"]) for r in read_csv(tmp_path / "two" / "train_log.csv")]
+def test_two_processes_follow_the_loss_curve_of_one(no_aug_one_process, no_aug_two_processes):
+    curve_one = [float(r["loss"]) for r in read_csv(no_aug_one_process / "train_log.csv")]
+    curve_two = [float(r["loss"]) for r in read_csv(no_aug_two_processes / "train_log.csv")]
     assert len(curve_one) == len(curve_two) == STEPS_PER_EPOCH
     assert max(abs(a - b) for a, b in zip(curve_one, curve_two)) < 1e-4
     assert curve_one[-1] < curve_one[0]
 
 
-@pytest.mark.e2e
-def test_sigkill_after_a_mid_epoch_checkpoint_then_resume_gives_the_same_weights(
-        tmp_path, backbone_dir, data_root, perceiver_json):
-    _, flags = method_flags("zemi", backbone_dir, perceiver_json)
-    args = flags + ["--checkpointing_steps", "4", "--resume_from_checkpoint", "latest"]
-    reference = run_module("zemi.multi_task_fine_tune_xattn", args + common_flags(data_root, tmp_path / "reference"))
-    assert reference.returncode == 0, reference.stderr[-3000:]
-    interrupted = tmp_path / "interrupted"
-    killed = run_module("zemi.multi_task_fine_tune_xattn", args + common_flags(data_root, interrupted),
-                        env=subprocess_env(ZEMI_CRASH_AT="step:10"))
-    assert killed.returncode == -signal.SIGKILL, killed.stderr[-2000:]
-    assert not (interrupted / f"step_{STEPS_PER_EPOCH}").exists()
-    assert (interrupted / "checkpoints" / "step_8").is_dir()
-    resumed = run_module("zemi.multi_task_fine_tune_xattn", args + common_flags(data_root, interrupted))
-    assert resumed.returncode == 0, resumed.stderr[-3000:]
-    expected, got = final_weights(tmp_path / "reference"), final_weights(interrupted)
-    assert expected.keys() == got.keys()
-    for name in expected:
-        assert torch.allclose(expected[name], got[name], atol=1e-6, rtol=0), name
-    steps = [int(r["step"]) for r in read_csv(interrupted / "train_log.csv")]
-    assert steps == list(range(1, 2 * STEPS_PER_EPOCH + 1))  # no step missing, none twice
-    assert read_csv(interrupted / "results.csv") == read_csv(tmp_path / "reference" / "results.csv")
+# A run killed with SIGKILL mid-epoch and resumed: test_interrupted_runs.py (four kill points, each checked against
+# an uninterrupted run's weights, loss log, results.csv and evaluation).
 
 
-@pytest.mark.e2e
 def test_the_authors_checkpoint_layout_evaluates_like_our_run_directory(runs, data_root, tmp_path):
     """The authors' downloads hold `torch.save` state dicts as step_N files (Zemi, FiD) beside args.json and
     perceiver_config.json; the same weights in that layout give the same accuracies as in our run directory."""

@@ -25,7 +25,7 @@ from zemi.data.validation import (EVAL_FIELDS, MAX_DOCUMENT_CHARS, SHORT_DOCUMEN
                                   validate_split)
 from zemi.run.evaluation import GoldNotInChoicesError
 
-pytestmark = pytest.mark.usefixtures("one_thread")  # tiny models: one thread is fastest
+pytestmark = [pytest.mark.unit, pytest.mark.usefixtures("one_thread")]  # tiny models: one thread is fastest
 
 REPO = Path(__file__).resolve().parents[1]
 FIXTURE_TASK = REPO / "tests" / "fixtures" / "retrieval" / "wordnet_acts"

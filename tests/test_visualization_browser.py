@@ -27,7 +27,8 @@ FIXTURE_TASK = REPO / "tests" / "fixtures" / "retrieval" / "wordnet_acts"
 CORPUS = REPO / "data" / "demo" / "corpus.jsonl.gz"
 BROWSER = next(filter(None, map(shutil.which, ("chromium", "chromium-browser", "google-chrome"))), None)
 
-pytestmark = pytest.mark.skipif(BROWSER is None, reason="chromium is not installed (apt-get install chromium)")
+pytestmark = [pytest.mark.e2e,
+              pytest.mark.skipif(BROWSER is None, reason="chromium is not installed (apt-get install chromium)")]
 
 
 class Chromium:

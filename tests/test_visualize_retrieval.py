@@ -19,6 +19,8 @@ from zemi.tools import retrieval_page as page_module
 from zemi.tools import visualize_retrieval as vis
 from zemi.data import build
 
+pytestmark = pytest.mark.unit
+
 REPO = Path(__file__).resolve().parents[1]
 FIXTURE_TASK = REPO / "tests" / "fixtures" / "retrieval" / "wordnet_acts"
 CORPUS = REPO / "data" / "demo" / "corpus.jsonl.gz"
@@ -72,6 +74,7 @@ def test_selection_of_first_highest_and_lowest():
     assert [x.index for x in vis.select(items, "lowest", 2)] == [2, 4]
 
 
+@pytest.mark.e2e
 def test_cli_on_a_built_root(tmp_path):
     root = tmp_path / "30aug"
     build.main(["--tasks", str(FIXTURE_TASK), "--corpus", str(CORPUS), "--num_documents", "3000",
@@ -141,6 +144,7 @@ def test_summary_of_a_split():
     assert 'data-k="1" data-hits="1" data-total="4">25%' in table and 'data-k="30" title="only 2 documents' in table
 
 
+@pytest.mark.e2e
 def test_the_committed_page_is_regenerated_byte_for_byte(tmp_path):
     """Without --eval_dirs the page is what it was: the committed demo page, rebuilt from its own text files and
     summaries, with regenerate_demo.sh's title."""
@@ -172,6 +176,7 @@ def answering_runs(root: Path, directory: Path) -> tuple[Path, Path]:
     return no_aug, zemi
 
 
+@pytest.mark.e2e
 def test_eval_dirs_add_each_runs_answers_and_the_helped_and_hurt_counts(built_root, tmp_path):
     no_aug, zemi = answering_runs(built_root, tmp_path)
     plain, answered = tmp_path / "plain", tmp_path / "answered"
@@ -203,6 +208,7 @@ def test_eval_dirs_add_each_runs_answers_and_the_helped_and_hurt_counts(built_ro
             assert text == choices[gold_of(example) if right else wrong_of(example)]
 
 
+@pytest.mark.e2e
 def test_eval_dirs_without_per_example_files_are_refused(built_root, tmp_path, capsys):
     old = write_eval_dir(tmp_path / "old", "no_aug_base",
                          [Template("wordnet_acts", vis.template_dirs(built_root / "wordnet_acts")[0].name, [0], [0])],

@@ -14,7 +14,7 @@ import torch
 from datasets import Dataset
 from torch.utils.data import Sampler
 
-MEGABATCH_FACTOR = 50  # length grouping sorts windows of 50 global batches
+from zemi.data import MEGABATCH_FACTOR
 
 
 def tokenize(dataset: Dataset, featurize: Callable, cache_dir: Path, *, num_proc: int = 1) -> Dataset:

@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Sequence
 
 from zemi.cli import argument, option, parse_config, setup_logging
+from zemi.data import MEGABATCH_FACTOR
 from zemi.errors import MissingInputError, ZemiError
 from zemi.io import write_bytes_atomic
 
@@ -122,8 +123,6 @@ def _length_window(args_file: Path) -> float | None:
         raise PlotInputError(f"{args_file}: not valid JSON ({err})") from err
     if not args.get("group_by_length"):
         return None
-    from zemi.data.tokenized import MEGABATCH_FACTOR  # only here: it loads torch and datasets
-
     return MEGABATCH_FACTOR / int(args.get("gradient_accumulation_steps") or 1)
 
 
