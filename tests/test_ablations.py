@@ -249,6 +249,24 @@ def test_sampled_train_splits_are_copied_as_the_authors_script_leaves_them(data_
     assert documents(load_from_disk(str(moved.joinpath(*sampled)))) != documents(train.select(range(6)))
 
 
+def test_splits_are_drawn_in_the_authors_order_whatever_their_order_on_disk(data_root, tmp_path):
+    """Their loop visits train, validation, test (and no other split) in that order, so one seed's draws depend on
+    that order, not on the order the DatasetDict was saved in; a split of another name is kept as it is."""
+    original = load_from_disk(str(data_root / "animal_colors" / "animal_colors_plain"))
+    extra = original["validation"]
+    for name, order in (("usual", ["train", "validation"]), ("reversed", ["validation", "train"])):
+        DatasetDict({**{split: original[split] for split in order}, "extra": extra}).save_to_disk(
+            str(tmp_path / name / "animal_colors" / "animal_colors_plain"))
+    usual, reversed_ = (shuffle_root(tmp_path / name, tmp_path / f"{name}_out", mode="within_task", seed=42)
+                        for name in ("usual", "reversed"))
+    for split in ("train", "validation"):
+        assert (documents(splits_of(reversed_, "animal_colors", "animal_colors_plain")[split])
+                == documents(splits_of(usual, "animal_colors", "animal_colors_plain")[split]))
+    kept = splits_of(reversed_, "animal_colors", "animal_colors_plain")
+    assert list(kept) == ["validation", "train", "extra"]  # the saved order stays
+    assert documents(kept["extra"]) == documents(extra)
+
+
 @pytest.mark.e2e
 def test_shuffle_command_refuses_a_used_output_directory(data_root, tmp_path):
     (tmp_path / "out").mkdir()

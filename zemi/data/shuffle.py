@@ -8,9 +8,9 @@ index, never its own) of the same split, with replacement, drawn anew for every 
 those of a uniformly drawn row of a uniformly drawn other task (dataset dir) of the root, read from that task's first
 template dir, from the split of the same name (else validation for test, else train). Every other field is kept.
 Draws come from one `random.Random(seed)` in the authors' order (tasks, templates, splits train/validation/test,
-rows), over sorted directory names; the authors seed 42. A `<template>_sampled` dir (a plain train Dataset) is
-copied unchanged, as theirs leaves it (their loop finds no split names in a plain Dataset); `--shuffle_sampled`
-shuffles it too.
+rows; a split of another name is copied unchanged, as their loop skips it), over sorted directory names; the authors
+seed 42. A `<template>_sampled` dir (a plain train Dataset) is copied unchanged, as theirs leaves it (their loop
+finds no split names in a plain Dataset); `--shuffle_sampled` shuffles it too.
 """
 
 from __future__ import annotations
@@ -117,8 +117,10 @@ def shuffle_root(input_root: str | Path, output_root: str | Path, *, mode: str, 
                                "script leaves it (--shuffle_sampled shuffles it too)", template)
                 _save(loaded, target)
                 continue
-            shuffled = {}
-            for name, split in _splits(loaded).items():
+            splits = _splits(loaded)
+            shuffled = dict(splits)  # a split the authors' loop does not name stays as it is
+            for name in (name for name in SPLITS if name in splits):  # their order fixes which draw goes where
+                split = splits[name]
                 where = f"{template} [{name}]"
                 if mode == "within_task":
                     picked = [(split, j) for j in other_rows(len(split), rng, where=where)]
