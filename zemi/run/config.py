@@ -101,7 +101,8 @@ class TrainConfig(RunOptions):
     sample_n: int = option(PAPER.recipe["sample_n"], "Templates sampled per dataset (-1: all)", "-sample_n")
     templates_from: str | None = option(
         None, "A run's dataset_mixture_config.json (ours or the authors'): train on the template dirs its sampled_list "
-        "records, found under --dataset_root_path, instead of drawing --sample_n per dataset")
+        "records, found under --dataset_root_path, instead of drawing --sample_n per dataset (a --num_shots subset "
+        "is drawn anew: it is not recorded)")
     num_shots: int | None = option(None, "Training examples kept per template (few-shot)", "-ns", minimum=1)
     max_length: int = option(PAPER.recipe["max_length"], "Input tokens", "-il", minimum=1)
     aug_max_length: int = option(PAPER.recipe["aug_max_length"], "Tokens per document", minimum=1)
