@@ -11,7 +11,8 @@ import torch
 
 from tests.helpers import REPO, STEPS_PER_EPOCH, common_flags, launch, method_flags, read_csv
 from zemi import eval_original_task_only, eval_original_task_only_xattn, multi_task_fine_tune_baseline, \
-    multi_task_fine_tune_xattn, report
+    multi_task_fine_tune_xattn
+from zemi.tools import report
 
 pytestmark = pytest.mark.e2e
 
