@@ -149,5 +149,5 @@ def predictions_at(eval_dirs: Sequence[EvalDir], step: int) -> dict[tuple[str, s
 def task_outcomes(predictions: Mapping[tuple[str, str], Predictions]) -> dict[str, TaskOutcomes]:
     per_task: dict[str, dict] = defaultdict(dict)
     for (task, template), item in predictions.items():
-        per_task[task][template] = (item.index, item.correct)
+        per_task[task][template] = (item.index, item.correct, item.example)
     return {task: TaskOutcomes.from_templates(templates) for task, templates in sorted(per_task.items())}

@@ -32,7 +32,8 @@ from zemi.io import write_csv_atomic, write_json_atomic, write_text_atomic
 from zemi.tools import report_output
 from zemi.tools.evaluations import (NO_PREDICTIONS, EvalDir, best_checkpoint, check_labels, parse_labels,
                                     predictions_at, read_eval_dir, task_outcomes, template_means)
-from zemi.tools.uncertainty import LEVEL, RESAMPLES, SEED, TaskOutcomes, bootstrap, interval, paired_p_value
+from zemi.tools.uncertainty import (LEVEL, RESAMPLES, SEED, TaskOutcomes, bootstrap, interval, paired_p_value,
+                                    same_examples)
 
 logger = logging.getLogger(__name__)
 
@@ -242,6 +243,13 @@ def add_uncertainty(report: Report) -> None:
     usable = {row.method: {task: [run.outcomes[task] for run in row.seeds] for task in row.tasks}
               for row in report.rows if row.no_interval is None}
     replicates = bootstrap(usable, resamples=report.resamples, seed=report.seed) if usable else {}
+    unkeyed = sorted({task for tasks in usable.values() for task, seeds in tasks.items()
+                      if not all(o.keyed for o in seeds)})
+    if unkeyed:
+        report.notes.append(f"{unkeyed}: resampled template by template (paired by validation row), not by raw "
+                            "example: some per-example files there lack raw example keys (an older evaluation), so "
+                            "the templates of a task are treated as independent and the intervals are usually "
+                            "narrower than they should be (the templates prompt the same examples)")
     averages = {}
     for row in report.rows:
         if row.method not in replicates:
@@ -262,7 +270,7 @@ def add_uncertainty(report: Report) -> None:
         tasks: dict[str, Difference | None] = {}
         for task in report.tasks:
             if task in a.tasks and task in b.tasks:
-                same = _same_examples(a, b, task)
+                same = same_examples([run.outcomes[task] for row in (a, b) for run in row.seeds])
                 tasks[task] = _difference(a.tasks[task].mean - b.tasks[task].mean,
                                           replicates[method][task] - replicates[baseline][task]) if same else None
                 if not same:
@@ -276,15 +284,6 @@ def add_uncertainty(report: Report) -> None:
 
 def _difference(value: float, replicates: np.ndarray) -> Difference:
     return Difference(value, *interval(replicates), paired_p_value(replicates))
-
-
-def _same_examples(a: MethodRow, b: MethodRow, task: str) -> bool:
-    def examples(outcomes: TaskOutcomes) -> set:
-        return {(template, int(i)) for template, present in zip(outcomes.templates, outcomes.present)
-                for i in outcomes.index[present > 0]}
-
-    sets = [examples(run.outcomes[task]) for row in (a, b) for run in row.seeds]
-    return all(item == sets[0] for item in sets)
 
 
 def role(report: Report, wanted: str) -> tuple[MethodRow | None, str]:
