@@ -168,3 +168,28 @@ def test_templates_holding_different_raw_examples_are_resampled_by_raw_example(t
     assert task.accuracy() == pytest.approx(np.mean([3 / 6, 2 / 6]))
     assert np.mean(replicates) == pytest.approx(np.mean(exact), abs=0.005)
     assert np.std(replicates) == pytest.approx(np.std(exact), rel=0.03)
+
+
+def test_the_p_value_and_the_interval_agree_up_to_one_resample():
+    resamples = 2000
+    rng = np.random.default_rng(4)
+    for shift in np.linspace(0, 4, 200):
+        differences = rng.normal(shift, 1, resamples).round(1)  # rounded: some replicates are exactly 0
+        p, (low, high) = paired_p_value(differences), interval(differences)
+        excludes = low > 0 or high < 0
+        if p < 0.05:
+            assert excludes, (shift, p, low, high)
+        if excludes:
+            assert p <= 2 * (int(0.025 * (resamples - 1)) + 2) / (resamples + 1), (shift, p)  # 0.051
+    # Where they part: 50 of 2000 replicates at 0 and the rest above it.
+    boundary = np.r_[np.zeros(50), np.ones(resamples - 50)]
+    assert interval(boundary)[0] > 0 and paired_p_value(boundary) == pytest.approx(102 / 2001) and 102 / 2001 > 0.05
+
+
+def test_adding_a_method_on_the_same_examples_leaves_the_others_intervals_and_other_examples_move_them():
+    rng = np.random.default_rng(5)
+    a, b = (outcomes(rng.random(200) < p, rng.random(200) < p) for p in (0.6, 0.7))
+    alone = bootstrap({"a": {"task": [a]}})["a"]["task"]
+    assert np.array_equal(bootstrap({"a": {"task": [a]}, "b": {"task": [b]}})["a"]["task"], alone)
+    more = outcomes(rng.random(250) < 0.7, rng.random(250) < 0.7)  # 50 raw examples a was not evaluated on
+    assert not np.array_equal(bootstrap({"a": {"task": [a]}, "c": {"task": [more]}})["a"]["task"], alone)

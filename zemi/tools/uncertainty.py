@@ -1,10 +1,11 @@
 """How sure a zero-shot accuracy is: the per-example prediction files that evaluation writes, read back, and a
 vectorised bootstrap over examples (and over seeds) that gives intervals and paired tests (docs/statistics.md).
 
-Examples are resampled per task, the same indices in every template and every method (so that methods are paired);
-a method with several seeds also resamples its seeds, the same draw for every task. Every resample is seeded by the
-report's seed and the task's or method's name, so a report is reproducible and one method's interval does not move
-when another method is added.
+A task's resample draws its raw examples (each file's `example` keys; template by template for files without them)
+and every method that has the task is scored on that draw (paired); a method with several seeds also resamples its
+seeds, the same draw for every task. Every draw is seeded by the report's seed and the task's or method's name, so a
+report is reproducible, and adding a method evaluated on the same examples leaves the others' intervals as they
+were.
 """
 
 from __future__ import annotations
@@ -248,8 +249,9 @@ def interval(replicates: np.ndarray, level: float = LEVEL) -> tuple[float, float
 def paired_p_value(differences: np.ndarray) -> float:
     """Two-sided p-value of "no difference" from paired bootstrap replicates of a difference: twice the smaller
     share of replicates on either side of 0 (0 itself counts on both sides), with one added to each count so that it
-    is never 0 (the usual Monte Carlo correction). The test rejects at level a exactly when the (1 - a) percentile
-    interval excludes 0."""
+    is never 0 (the usual Monte Carlo correction). It agrees with the percentile interval up to one resample: with
+    2000 resamples, p < 0.05 implies that the 95 % interval excludes 0, but an interval that excludes 0 may come with
+    p up to 0.051 (tests/test_uncertainty.py)."""
     resamples = len(differences)
     below, above = int((differences <= 0).sum()), int((differences >= 0).sum())
     return min(1.0, 2 * (min(below, above) + 1) / (resamples + 1))
