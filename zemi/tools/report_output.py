@@ -13,8 +13,9 @@ if TYPE_CHECKING:
     from zemi.tools.report import Difference, Estimate, MethodRow, Report
 
 DASH = "–"
-STATISTICS_NOTE = ("paired bootstrap over examples (the same resampled examples for both methods, in every "
-                   "template of a task; with seeds, seeds resampled too); p: two-sided, twice the smaller share of "
+STATISTICS_NOTE = ("paired bootstrap over raw examples (the same resampled examples for both methods, in every "
+                   "template of a task; template by template where files lack raw example keys; with seeds, seeds "
+                   "resampled too); p: two-sided, twice the smaller share of "
                    "resampled differences on either side of 0 (docs/statistics.md)")
 
 
@@ -79,7 +80,7 @@ def markdown(report: Report) -> str:
     lines += ["", f"Accuracy (%) at each method's best checkpoint (per seed), the mean over each task's templates"
               + ("; with several seeds, the mean over seeds ± their standard deviation" if seeds else "")
               + f"; [{LEVEL:.0%} interval]: bootstrap over the examples ({report.resamples} resamples, seed "
-              f"{report.seed}; each task's templates resampled on the same examples"
+              f"{report.seed}; each task's templates resampled on the same raw examples"
               + ("; with several seeds, seeds resampled too" if seeds else "") + "). *Chance*: the accuracy of "
               "guessing uniformly among each example's answer choices."]
     lines.append("")
