@@ -319,3 +319,14 @@ def test_what_makes_a_method_may_differ_and_padding_or_template_files_are_marked
     table = json.loads((tmp_path / "marked" / "results.json").read_text())
     assert set(table["fid"]["footnotes"]) == {"row", "copa"}
     assert "document_padding" in table["fid"]["footnotes"]["row"][0]
+
+
+def test_files_without_raw_example_keys_are_resampled_template_by_template_and_the_report_says_so(tmp_path):
+    keyed = method_dir(tmp_path, "zemi", {"copa": 0.7}, architecture=ZEMI, documents_read=5)
+    older = write_eval_dir(tmp_path / "older", "no_aug", [predictions("copa", t, correctness(0, 0.5)) for t in "ab"],
+                           keyed=False)
+    report = write_report([keyed], tmp_path / "keyed")
+    assert not any("resampled template by template" in note for note in report.notes)
+    report = write_report([keyed, older], tmp_path / "mixed")
+    assert any(note.startswith("['copa']: resampled template by template") for note in report.notes)
+    assert report.comparisons[0].tasks["copa"] is not None  # still paired, by template and row
