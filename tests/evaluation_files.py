@@ -3,6 +3,7 @@ from predictions a test chooses: the report, zemi-compare and the browser read t
 
 from __future__ import annotations
 
+import hashlib
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -26,7 +27,19 @@ class Template:
     num_choices: int | Sequence[int] = 2
     gold_in_choices: Sequence[bool] | None = None
     template_path: str | None = None
+    raw: Sequence[int] | None = None  # the raw example each row prompts (default: its index), keyed in the file
     extra: dict = field(default_factory=dict)  # overrides of the results.json row
+
+
+def example_key(documents: Sequence[str]) -> str:
+    """As zemi.run.results_files.example_key: a raw example is known by the documents retrieved for it, which all its
+    templates share."""
+    return hashlib.sha1(json.dumps(list(documents)).encode()).hexdigest()[:16]
+
+
+def raw_key(task: str, raw: int) -> str:
+    """The key of the fixture's raw example `raw` of `task` (its one document names it)."""
+    return example_key([f"{task}: raw example {raw}"])
 
 
 def settings_for(architecture: str = "T5", documents_read: int = 0, **more) -> dict:
@@ -36,8 +49,9 @@ def settings_for(architecture: str = "T5", documents_read: int = 0, **more) -> d
 
 def write_eval_dir(path: Path, run: str, templates: Sequence[Template], *, seed: int | None = None,
                    settings: dict | None = None, architecture: str = "T5", per_example: bool = True,
-                   legacy: bool = False) -> Path:
-    """`legacy`: a results.json as older evaluations (and the authors') wrote it, without settings, seed and
+                   keyed: bool = True, legacy: bool = False) -> Path:
+    """`keyed`: per-example files with each row's raw example key (`example`), which earlier evaluations lack;
+    `legacy`: a results.json as older evaluations (and the authors') wrote it, without settings, seed and
     per-example files."""
     path.mkdir(parents=True, exist_ok=True)
     rows = []
@@ -58,7 +72,9 @@ def write_eval_dir(path: Path, run: str, templates: Sequence[Template], *, seed:
                 "task": item.task, "template": item.template, "template_path": template_path, "step": item.step,
                 "index": index.tolist(), "gold": gold.tolist(),
                 "gold_in_choices": [True] * len(gold) if item.gold_in_choices is None else list(item.gold_in_choices),
-                "predicted": predicted.tolist(), "scores": scores}))
+                "predicted": predicted.tolist(), "scores": scores,
+                **({"example": [raw_key(item.task, int(r)) for r in (index if item.raw is None else item.raw)]}
+                   if keyed else {})}))
             row["predictions"] = relative
         rows.append({**row, **item.extra})
     data = {"model": f"/runs/{run}", "method": run, "architecture": architecture, "results": rows,

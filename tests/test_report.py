@@ -281,3 +281,52 @@ def test_methods_evaluated_on_different_examples_are_not_compared_on_that_task(t
     assert comparison.average is None  # the average needs every task paired
     assert any("zemi vs no_aug on copa: not the same templates and examples" in note for note in report.notes)
     assert all(score.low is not None for row in report.rows for score in row.tasks.values())
+
+
+@pytest.mark.parametrize("name, ours, theirs", [("debug", False, True), ("mixed_precision", "no", "bf16"),
+                                                ("max_length", 1024, 512), ("target_max_length", 256, 128)])
+def test_methods_evaluated_on_other_examples_or_precision_are_refused(tmp_path, capsys, name, ours, theirs):
+    no_aug = method_dir(tmp_path, "no_aug", {"copa": 0.5}, **{name: ours})
+    zemi = method_dir(tmp_path, "zemi", {"copa": 0.7}, architecture=ZEMI, documents_read=5, **{name: theirs})
+    code, _, err = cli([str(no_aug), str(zemi), "--output_dir", str(tmp_path / "r")], capsys)
+    assert code == 2 and err.startswith("error: ") and name in err
+    assert str(no_aug) in err and str(zemi) in err and repr(ours) in err and repr(theirs) in err
+    assert not (tmp_path / "r").exists()
+
+
+def test_what_makes_a_method_may_differ_and_padding_or_template_files_are_marked(tmp_path):
+    no_aug = method_dir(tmp_path, "no_aug", {"copa": 0.5, "piqa": 0.5}, document_padding="max_length")
+    # Its own augmentation settings are part of Zemi: no mark.
+    zemi = method_dir(tmp_path, "zemi", {"copa": 0.7, "piqa": 0.7}, architecture=ZEMI, documents_read=5,
+                      aug_max_length=64, fit_aug_num=5, document_padding="max_length")
+    write_report([no_aug, zemi], tmp_path / "plain")
+    markdown = (tmp_path / "plain" / "table1.md").read_text()
+    assert "†" not in markdown
+    padded = method_dir(tmp_path / "padded", "zemi", {"copa": 0.7, "piqa": 0.7}, architecture=ZEMI, documents_read=5,
+                        document_padding="longest")
+    elsewhere = write_eval_dir(tmp_path / "elsewhere", "fid", [
+        Template("copa", template, [0, 1] * 50, [0, 1] * 50, template_path=f"/other/copa/{template}")
+        for template in ("a", "b")] + [predictions("piqa", t, correctness(3, 0.6)) for t in ("a", "b")],
+        architecture="FiD", settings=settings_for("FiD", 5, document_padding="max_length"))
+    write_report([no_aug, padded, elsewhere], tmp_path / "marked")
+    lines = (tmp_path / "marked" / "table1.md").read_text().splitlines()
+    for method in ("no_aug", "zemi", "fid"):  # padding, on the whole row; copa's files, on copa
+        cells = next(line for line in lines if line.startswith(f"| {method} ")).split(" | ")
+        assert cells[0] == f"| {method} †1" and cells[2].endswith("†2") and "†" not in cells[3]
+    footnotes = [line for line in lines if line.startswith("- †")]
+    assert "document_padding" in footnotes[0] and "'longest'" in footnotes[0] and "'max_length'" in footnotes[0]
+    assert "copa/a" in footnotes[1] and "/other/copa/a" in footnotes[1] and "/data/30aug/copa/a" in footnotes[1]
+    table = json.loads((tmp_path / "marked" / "results.json").read_text())
+    assert set(table["fid"]["footnotes"]) == {"row", "copa"}
+    assert "document_padding" in table["fid"]["footnotes"]["row"][0]
+
+
+def test_files_without_raw_example_keys_are_resampled_template_by_template_and_the_report_says_so(tmp_path):
+    keyed = method_dir(tmp_path, "zemi", {"copa": 0.7}, architecture=ZEMI, documents_read=5)
+    older = write_eval_dir(tmp_path / "older", "no_aug", [predictions("copa", t, correctness(0, 0.5)) for t in "ab"],
+                           keyed=False)
+    report = write_report([keyed], tmp_path / "keyed")
+    assert not any("resampled template by template" in note for note in report.notes)
+    report = write_report([keyed, older], tmp_path / "mixed")
+    assert any(note.startswith("['copa']: resampled template by template") for note in report.notes)
+    assert report.comparisons[0].tasks["copa"] is not None  # still paired, by template and row

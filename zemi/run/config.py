@@ -217,8 +217,9 @@ class EvalConfig(RunOptions):
         """Checks the flags, and fills --processed_dataset_paths from --tasks when it is not given."""
         self.refuse({
             "config_name": "the model's config comes from the run directory (its args.json and checkpoints)",
-            "eval_average": "the accuracy of a task's templates concatenated is not written; it equals the mean over "
-                            "the task's templates (same examples in each) that zemi-report computes",
+            "eval_average": "the accuracy over the given templates' examples pooled (each template weighted by its "
+                            "example count) is not written; zemi-report's task accuracy is the unweighted mean of the "
+                            "templates' accuracies, the same number only where every template has as many examples",
             "calibrate": "the authors' calibration (caliberation.py) needs their private template table and is not "
                          "implemented",
         })

@@ -106,6 +106,14 @@ def compare(a: Side, b: Side, *, resamples: int = RESAMPLES, seed: int = SEED
             row = int(index[np.flatnonzero(gold != second.gold[at_b])[0]])
             raise ConfigError(f"{first.path} and {second.path} disagree on the gold answer of example {row}: the two "
                               "evaluations did not read the same data")
+        keys = None
+        if first.example is not None and second.example is not None:
+            keys = first.example[at_a]
+            if not np.array_equal(keys, second.example[at_b]):
+                row = int(index[np.flatnonzero(keys != second.example[at_b])[0]])
+                raise ConfigError(f"{first.path} and {second.path} disagree on which raw example row {row} of "
+                                  f"{template} prompts (its 'example' key): the two evaluations did not read the "
+                                  "same data")
         right_a, right_b = first.correct[at_a], second.correct[at_b]
         item = tasks.setdefault(task, TaskComparison(task))
         item.examples += len(index)
@@ -114,8 +122,12 @@ def compare(a: Side, b: Side, *, resamples: int = RESAMPLES, seed: int = SEED
         for where, bucket in ((right_a & ~right_b, item.only_a), (right_b & ~right_a, item.only_b)):
             bucket += [Example(template, int(index[i]), int(gold[i]), int(first.predicted[at_a][i]),
                                int(second.predicted[at_b][i]), first.template_path) for i in np.flatnonzero(where)]
-        outcomes["a"][task][template] = (index, right_a)
-        outcomes["b"][task][template] = (index, right_b)
+        outcomes["a"][task][template] = (index, right_a, keys)
+        outcomes["b"][task][template] = (index, right_b, keys)
+    unkeyed = sorted(task for task, templates in outcomes["a"].items() if any(t[2] is None for t in templates.values()))
+    if unkeyed:
+        notes.append(f"{unkeyed}: resampled template by template, not by raw example (a per-example file without "
+                     "raw example keys, from an older evaluation): the interval treats the templates as independent")
     replicates = bootstrap({side_: {task: [TaskOutcomes.from_templates(per_template)]
                                     for task, per_template in by_task.items()} for side_, by_task in outcomes.items()},
                            resamples=resamples, seed=seed) if tasks else {}

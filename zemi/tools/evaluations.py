@@ -19,6 +19,13 @@ ROW_FIELDS = ("step", "task", "template", "accuracy", "num_examples")
 NO_PREDICTIONS = "no per-example predictions (an older evaluation, or the authors' results.json)"
 PER_DIRECTORY = ("seed", "processed_dataset_paths")  # settings keys that may differ between parts of one evaluation
 PER_RUN = ("model", "tokenizer")  # and between seeds (their tokenizer may be read from the run directory)
+# Between the methods of one report (docs/statistics.md, "Methods side by side"): what makes a method may differ; a
+# difference in how examples are padded is marked in the table; any other setting (which examples, their lengths, the
+# precision they are scored in, and any setting not named here) must be equal.
+METHOD_SETTINGS = ("model", "architecture", "tokenizer", "aug_max_length", "num_documents", "documents_read",
+                   "fit_aug_num", "concat_aug_num", "concat_input_at_augmentation", "input_eos")
+METHOD_SETTING_PREFIXES = ("fusion.",)
+PADDING_SETTINGS = ("pad_to_max_length", "document_padding", "per_device_eval_batch_size")
 
 
 @dataclass(frozen=True)
@@ -149,5 +156,5 @@ def predictions_at(eval_dirs: Sequence[EvalDir], step: int) -> dict[tuple[str, s
 def task_outcomes(predictions: Mapping[tuple[str, str], Predictions]) -> dict[str, TaskOutcomes]:
     per_task: dict[str, dict] = defaultdict(dict)
     for (task, template), item in predictions.items():
-        per_task[task][template] = (item.index, item.correct)
+        per_task[task][template] = (item.index, item.correct, item.example)
     return {task: TaskOutcomes.from_templates(templates) for task, templates in sorted(per_task.items())}

@@ -30,9 +30,11 @@ from zemi.cli import argument, option, parse_config, setup_logging
 from zemi.errors import ConfigError
 from zemi.io import write_csv_atomic, write_json_atomic, write_text_atomic
 from zemi.tools import report_output
-from zemi.tools.evaluations import (NO_PREDICTIONS, EvalDir, best_checkpoint, check_labels, parse_labels,
+from zemi.tools.evaluations import (METHOD_SETTING_PREFIXES, METHOD_SETTINGS, NO_PREDICTIONS, PADDING_SETTINGS,
+                                    PER_DIRECTORY, EvalDir, best_checkpoint, check_labels, parse_labels,
                                     predictions_at, read_eval_dir, task_outcomes, template_means)
-from zemi.tools.uncertainty import LEVEL, RESAMPLES, SEED, TaskOutcomes, bootstrap, interval, paired_p_value
+from zemi.tools.uncertainty import (LEVEL, RESAMPLES, SEED, TaskOutcomes, bootstrap, interval, paired_p_value,
+                                    same_examples)
 
 logger = logging.getLogger(__name__)
 
@@ -79,6 +81,7 @@ class MethodRow:
     documents_read: int | None = None
     average: Estimate | None = None  # over the report's common tasks; None when there are none
     no_interval: str | None = None  # why this row has no intervals
+    marks: dict[str, list[int]] = field(default_factory=dict)  # footnote numbers, by task ("" for the whole row)
 
     @property
     def checkpoint(self) -> int | list[int]:
@@ -109,6 +112,7 @@ class Report:
     average_tasks: list[str]
     comparisons: list[Comparison] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
+    footnotes: list[str] = field(default_factory=list)  # footnote n is footnotes[n - 1]
     resamples: int = RESAMPLES
     seed: int = SEED
 
@@ -224,12 +228,79 @@ def build_report(eval_dirs: Sequence[str | Path], labels: dict[str, str] | None 
     tasks = sorted({task for row in rows for task in row.tasks})
     common = [task for task in tasks if all(task in row.tasks for row in rows)]
     report = Report(rows, tasks, common, notes=notes, resamples=resamples, seed=seed)
+    check_comparable(report)
     for row in rows:
         if common:
             row.average = Estimate(statistics.fmean(row.tasks[t].mean for t in common),
                                    _seed_sd([statistics.fmean(run.tasks[t].mean for t in common) for run in row.seeds]))
     add_uncertainty(report)
     return report
+
+
+def check_comparable(report: Report) -> None:
+    """Methods side by side must have been evaluated alike, apart from what makes each method (docs/statistics.md):
+    a setting that changes which examples are scored, their lengths or the precision refuses; padding and the
+    template files read are marked with a footnote."""
+    recorded = [row for row in report.rows if row.seeds[0].directories[0].settings is not None]
+    for row in report.rows:
+        if row not in recorded and len(report.rows) > 1:
+            report.notes.append(f"{row.method}: its results.json records no settings (an older evaluation, or the "
+                                "authors'), so whether it was evaluated like the other methods could not be checked")
+    values = {row.method: row.seeds[0].directories[0].settings for row in recorded}
+    names = sorted({name for settings in values.values() for name in settings})
+    for name in names:
+        if name in METHOD_SETTINGS or name in PER_DIRECTORY or name.startswith(METHOD_SETTING_PREFIXES):
+            continue
+        found = {row.method: values[row.method].get(name) for row in recorded}
+        if len({repr(value) for value in found.values()}) < 2:
+            continue
+        if name in PADDING_SETTINGS:
+            _footnote(report, recorded, "", f"evaluated with different {name}: "
+                      + ", ".join(f"{method} {value!r}" for method, value in found.items())
+                      + "; scores differ through padding alone (docs/statistics.md)")
+            continue
+        first, other = next((a, b) for a in recorded for b in recorded if found[a.method] != found[b.method])
+        raise ConfigError(f"{first.method} ({_paths(first)}) and {other.method} ({_paths(other)}) were evaluated with "
+                          f"different {name}: {found[first.method]!r} and {found[other.method]!r}; it changes which "
+                          "examples are scored or how, so their numbers cannot stand side by side: evaluate them "
+                          "alike, or report them apart")
+    _mark_template_files(report)
+
+
+def _mark_template_files(report: Report) -> None:
+    """A footnote on a task whose template (by name) was read from other files by different methods."""
+    for task in report.tasks:
+        read: dict[str, dict[str, set]] = defaultdict(lambda: defaultdict(set))
+        for row in report.rows:
+            for run in row.seeds:
+                for item in run.directories:
+                    for result in item.rows:
+                        if result["step"] == run.checkpoint and result["task"] == task:
+                            files = (result.get("template_path"), result.get("data_fingerprint"))
+                            read[result["template"]][row.method].add(files)
+        differing = {template: methods for template, methods in sorted(read.items())
+                     if len({files for found in methods.values() for files in found}) > 1}
+        if differing:
+            text = "; ".join(f"{task}/{template} read from different files: "
+                             + ", ".join(f"{method} {_files(found)}" for method, found in methods.items())
+                             for template, methods in differing.items())
+            rows = [row for row in report.rows if any(row.method in methods for methods in differing.values())]
+            _footnote(report, rows, task, text + " (the same examples only if they hold the same data)")
+
+
+def _files(found: set) -> str:
+    return " and ".join(f"{path} (fingerprint {fingerprint or 'not recorded'})" for path, fingerprint in sorted(found,
+                                                                                                           key=str))
+
+
+def _footnote(report: Report, rows: list[MethodRow], where: str, text: str) -> None:
+    report.footnotes.append(text)
+    for row in rows:
+        row.marks.setdefault(where, []).append(len(report.footnotes))
+
+
+def _paths(row: MethodRow) -> str:
+    return ", ".join(str(item.path) for run in row.seeds for item in run.directories)
 
 
 def _seed_sd(values: list[float]) -> float | None:
@@ -242,6 +313,13 @@ def add_uncertainty(report: Report) -> None:
     usable = {row.method: {task: [run.outcomes[task] for run in row.seeds] for task in row.tasks}
               for row in report.rows if row.no_interval is None}
     replicates = bootstrap(usable, resamples=report.resamples, seed=report.seed) if usable else {}
+    unkeyed = sorted({task for tasks in usable.values() for task, seeds in tasks.items()
+                      if not all(o.keyed for o in seeds)})
+    if unkeyed:
+        report.notes.append(f"{unkeyed}: resampled template by template (paired by validation row), not by raw "
+                            "example: some per-example files there lack raw example keys (an older evaluation), so "
+                            "the templates of a task are treated as independent and the intervals are usually "
+                            "narrower than they should be (the templates prompt the same examples)")
     averages = {}
     for row in report.rows:
         if row.method not in replicates:
@@ -262,7 +340,7 @@ def add_uncertainty(report: Report) -> None:
         tasks: dict[str, Difference | None] = {}
         for task in report.tasks:
             if task in a.tasks and task in b.tasks:
-                same = _same_examples(a, b, task)
+                same = same_examples([run.outcomes[task] for row in (a, b) for run in row.seeds])
                 tasks[task] = _difference(a.tasks[task].mean - b.tasks[task].mean,
                                           replicates[method][task] - replicates[baseline][task]) if same else None
                 if not same:
@@ -276,15 +354,6 @@ def add_uncertainty(report: Report) -> None:
 
 def _difference(value: float, replicates: np.ndarray) -> Difference:
     return Difference(value, *interval(replicates), paired_p_value(replicates))
-
-
-def _same_examples(a: MethodRow, b: MethodRow, task: str) -> bool:
-    def examples(outcomes: TaskOutcomes) -> set:
-        return {(template, int(i)) for template, present in zip(outcomes.templates, outcomes.present)
-                for i in outcomes.index[present > 0]}
-
-    sets = [examples(run.outcomes[task]) for row in (a, b) for run in row.seeds]
-    return all(item == sets[0] for item in sets)
 
 
 def role(report: Report, wanted: str) -> tuple[MethodRow | None, str]:

@@ -13,8 +13,9 @@ if TYPE_CHECKING:
     from zemi.tools.report import Difference, Estimate, MethodRow, Report
 
 DASH = "–"
-STATISTICS_NOTE = ("paired bootstrap over examples (the same resampled examples for both methods, in every "
-                   "template of a task; with seeds, seeds resampled too); p: two-sided, twice the smaller share of "
+STATISTICS_NOTE = ("paired bootstrap over raw examples (the same resampled examples for both methods, in every "
+                   "template of a task; template by template where files lack raw example keys; with seeds, seeds "
+                   "resampled too); p: two-sided, twice the smaller share of "
                    "resampled differences on either side of 0 (docs/statistics.md)")
 
 
@@ -63,10 +64,14 @@ def _table(header: list[str], lines: list[list[str]]) -> list[str]:
                                                                             for cells in lines]
 
 
+def _marks(row: MethodRow, where: str) -> str:
+    return "".join(f" †{number}" for number in row.marks.get(where, []))
+
+
 def markdown(report: Report) -> str:
     tasks, average = report.tasks, average_header(report)
-    rows = [[method_label(row), ", ".join(f"step_{run.checkpoint}" for run in row.seeds),
-             *(_cell(row.tasks.get(t)) for t in tasks), _cell(row.average)] for row in report.rows]
+    rows = [[method_label(row) + _marks(row, ""), ", ".join(f"step_{run.checkpoint}" for run in row.seeds),
+             *(_cell(row.tasks.get(t)) + _marks(row, t) for t in tasks), _cell(row.average)] for row in report.rows]
     chance = chance_levels(report)
     rows.append(["*Chance*", DASH, *(f"{100 * chance[t]:.2f}" if chance[t] is not None else DASH
                                      for t in [*tasks, "Average"])])
@@ -75,7 +80,7 @@ def markdown(report: Report) -> str:
     lines += ["", f"Accuracy (%) at each method's best checkpoint (per seed), the mean over each task's templates"
               + ("; with several seeds, the mean over seeds ± their standard deviation" if seeds else "")
               + f"; [{LEVEL:.0%} interval]: bootstrap over the examples ({report.resamples} resamples, seed "
-              f"{report.seed}; each task's templates resampled on the same examples"
+              f"{report.seed}; each task's templates resampled on the same raw examples"
               + ("; with several seeds, seeds resampled too" if seeds else "") + "). *Chance*: the accuracy of "
               "guessing uniformly among each example's answer choices."]
     lines.append("")
@@ -88,6 +93,7 @@ def markdown(report: Report) -> str:
                             if report.missing_tasks(row))
         lines.append(f"**{average}**: over the {len(report.average_tasks)} tasks every method has "
                      f"({', '.join(report.average_tasks)}); {lacking}.")
+    lines += [f"- †{number}: {text}" for number, text in enumerate(report.footnotes, 1)]
     lines += [f"- {row.method}: no intervals, {row.no_interval}" for row in report.rows if row.no_interval]
     lines += [f"- {note}" for note in report.notes]
     if report.comparisons:
@@ -163,6 +169,8 @@ def results_json(report: Report) -> dict:
                                          "average": _difference_json(c.average)}
                             for c in report.comparisons if c.method == row.method},
             "statistics": statistics_settings,
+            "footnotes": {where or "row": [report.footnotes[n - 1] for n in numbers]
+                          for where, numbers in row.marks.items()},
         }
     return data
 
