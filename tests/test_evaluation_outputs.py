@@ -21,8 +21,9 @@ from tests.helpers import TINY_PERCEIVER, ZEMI, launch, run_module, write_run_di
 from zemi.data.collate import Collator
 from zemi.data.mixture import load_eval_templates
 from zemi.data.processing import Featurizer, MaxLengths, TextRules
-from zemi.errors import ConfigError
+from zemi.errors import ConfigError, MissingInputError
 from zemi.models.modeling_t5 import T5WithOwnLMHead
+from zemi.run.config import parse_evaluation
 from zemi.run.evaluation import main as evaluate_main
 from zemi.run.objectives import choice_scores_reencoding
 from zemi.run.results_files import StaleResultsError, example_key
@@ -207,6 +208,63 @@ def test_a_rerun_after_the_tokenizer_files_changed_is_refused_naming_the_tokeniz
     with pytest.raises(StaleResultsError, match="tokenizer_fingerprint"):
         evaluate_main(command(model, paths, tmp_path / "out"))
     assert (tmp_path / "out" / "results.json").read_bytes() == before
+
+
+
+def hub_cache(root: Path, model: Path, repo: str, commits: list[str]) -> Path:
+    """A hub cache as a download leaves it: `models--<org>--<name>/snapshots/<commit>/` per commit (here each a copy
+    of `model`) and `refs/main` naming the last."""
+    repository = root / f"models--{repo.replace('/', '--')}"
+    for commit in commits:
+        shutil.copytree(model, repository / "snapshots" / commit)
+    (repository / "refs").mkdir(parents=True, exist_ok=True)
+    (repository / "refs" / "main").write_text(commits[-1])
+    return root
+
+
+def test_a_hub_model_rerun_resumes_and_another_commit_is_refused_naming_it(tmp_path, backbone_dir, data_root,
+                                                                          monkeypatch):
+    """A model given by hub id, loaded from the cache offline: a plain rerun resumes; once the cache's main moves to
+    another commit (a new download), the rows are refused naming the model."""
+    import huggingface_hub.constants
+
+    repo, first, second = "zemi-test/tiny-t5", "a" * 40, "b" * 40
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_CACHE", str(hub_cache(tmp_path / "hub", backbone_dir,
+                                                                                 repo, [second, first])))
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", True)
+    paths = templates(data_root, "weather_effect")[:1]
+    evaluate_main(command(repo, paths, tmp_path / "out"))
+    [row] = results(tmp_path / "out")["results"]
+    assert row["checkpoint_fingerprint"] == f"{repo}@{first}"
+    written = (tmp_path / "out" / row["predictions"]).stat().st_mtime_ns
+    evaluate_main(command(repo, paths, tmp_path / "out"))
+    assert (tmp_path / "out" / row["predictions"]).stat().st_mtime_ns == written  # resumed, not recomputed
+
+    (tmp_path / "hub" / "models--zemi-test--tiny-t5" / "refs" / "main").write_text(second)
+    with pytest.raises(StaleResultsError, match=re.escape(f"checkpoint {repo} (step 0)")):
+        evaluate_main(command(repo, paths, tmp_path / "out"))
+
+
+def test_a_hub_models_fingerprint_is_its_commit_or_an_error_never_the_bare_name(tmp_path, backbone_dir, monkeypatch):
+    """Before the fix, a model not yet in the cache was fingerprinted by its bare name and, once the first run had
+    downloaded it, by name@commit: the second run refused the first's rows. Offline, a model missing from the cache
+    cannot be resolved to a commit, and is an error naming the flag instead of a bare name."""
+    import huggingface_hub.constants
+
+    from zemi.run.evaluation import EvalSource
+
+    repo = "zemi-test/tiny-t5"
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", True)
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_CACHE", str(tmp_path / "empty"))
+    config = parse_evaluation(["--processed_dataset_paths", "x", "--model_name_or_path", repo, "--output_dir", "o",
+                               "--tokenizer_name", str(backbone_dir)])
+    source = EvalSource.from_config(config)
+    with pytest.raises(MissingInputError, match=f"--model_name_or_path {repo}"):
+        source.fingerprint(None)
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_CACHE",
+                        str(hub_cache(tmp_path / "hub", backbone_dir, repo, ["c" * 40])))
+    assert source.fingerprint(None) == f"{repo}@{'c' * 40}"
+    assert source.load(None).config._commit_hash == "c" * 40  # the commit from_pretrained loads
 
 
 # --- item: every number with its per-example predictions ---------------------------------------------------------
