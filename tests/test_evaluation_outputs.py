@@ -21,11 +21,12 @@ from tests.helpers import TINY_PERCEIVER, ZEMI, launch, run_module, write_run_di
 from zemi.data.collate import Collator
 from zemi.data.mixture import load_eval_templates
 from zemi.data.processing import Featurizer, MaxLengths, TextRules
-from zemi.errors import ConfigError
+from zemi.errors import ConfigError, MissingInputError
 from zemi.models.modeling_t5 import T5WithOwnLMHead
+from zemi.run.config import parse_evaluation
 from zemi.run.evaluation import main as evaluate_main
 from zemi.run.objectives import choice_scores_reencoding
-from zemi.run.results_files import StaleResultsError
+from zemi.run.results_files import StaleResultsError, example_key
 
 pytestmark = [pytest.mark.e2e, pytest.mark.usefixtures("one_thread")]
 
@@ -94,7 +95,6 @@ RERUNS = {  # setting -> (source, flags of the rerun, what the message must name
     "debug": ("t5", ["--debug"], "debug: False there, True now"),
     "pad_to_max_length": ("t5", ["--pad_to_max_length"], "pad_to_max_length: False there, True now"),
     "concat_aug_num": ("t5", ["--concat_aug_num", "2"], "concat_aug_num: 0 there, 2 now"),
-    "tokenizer": ("t5", ["--tokenizer_name", "google/t5-base-lm-adapt"], "'google/t5-base-lm-adapt' now"),
     "aug_max_length": ("zemi", ["--aug_max_length", "12"], "aug_max_length: 24 there, 12 now"),
     "fit_aug_num": ("zemi", ["--fit_aug_num", "7"], "fit_aug_num: -1 there, 7 now"),
     "concat_input_at_augmentation": ("zemi", ["--concat_input_at_augmentation"],
@@ -107,6 +107,13 @@ def test_a_rerun_with_another_setting_is_refused_naming_it(setting, evaluated, t
     source, flags, expected = RERUNS[setting]
     message, _ = rerun_into_copy(evaluated, source, tmp_path, *flags)
     assert expected in message, message
+
+
+def test_a_rerun_with_another_tokenizer_name_is_refused_naming_it(evaluated, tmp_path):
+    """The same tokenizer saved elsewhere: the name alone differs, and is enough."""
+    AutoTokenizer.from_pretrained(evaluated["t5"][0]).save_pretrained(tmp_path / "tokenizer")
+    message, _ = rerun_into_copy(evaluated, "t5", tmp_path, "--tokenizer_name", str(tmp_path / "tokenizer"))
+    assert f"tokenizer: {str(evaluated['t5'][0])!r} there, {str(tmp_path / 'tokenizer')!r} now" in message, message
 
 
 def test_a_rerun_in_another_precision_ends_in_an_error_line_and_status_2(evaluated, tmp_path):
@@ -166,6 +173,100 @@ def test_a_rerun_with_the_same_settings_resumes_and_equals_a_fresh_directory(tmp
             json.loads((tmp_path / "fresh" / row["predictions"]).read_text())
 
 
+
+def predictions_files(output_dir: Path) -> dict[str, dict]:
+    return {str(path.relative_to(output_dir)): json.loads(path.read_text())
+            for path in sorted((output_dir / "predictions").rglob("*.json"))}
+
+
+def test_a_rerun_with_fewer_steps_leaves_what_a_fresh_run_of_those_steps_leaves(tmp_path, backbone_dir, data_root):
+    """Steps 1 and 2, then step 2 alone into the same directory: step 1's rows and their predictions files go, as
+    they were not checked against this run (its checkpoint may have changed since) and a fresh run has none."""
+    run = write_run_dir(tmp_path / "run", backbone_dir, steps=(1, 2))
+    paths = templates(data_root, "weather_effect")
+    evaluate_main(command(run, paths, tmp_path / "rerun", "--saved_model_step", "-1"))
+    evaluate_main(command(run, paths, tmp_path / "rerun", "--saved_model_step", "2"))
+    evaluate_main(command(run, paths, tmp_path / "fresh", "--saved_model_step", "2"))
+    assert {row["step"] for row in results(tmp_path / "rerun")["results"]} == {2}
+    assert results(tmp_path / "rerun") == results(tmp_path / "fresh")
+    assert predictions_files(tmp_path / "rerun") == predictions_files(tmp_path / "fresh")
+    assert not (tmp_path / "rerun" / "predictions" / "step_1").exists()
+
+
+def test_a_rerun_after_the_tokenizer_files_changed_is_refused_naming_the_tokenizer(tmp_path, backbone_dir, data_root):
+    """The same model directory with one token added to its tokenizer.json: other token ids, other scores."""
+    model = tmp_path / "t5"
+    shutil.copytree(backbone_dir, model)
+    paths = templates(data_root, "weather_effect")[:1]
+    evaluate_main(command(model, paths, tmp_path / "out"))
+    tokenizer = json.loads((model / "tokenizer.json").read_text())
+    new_id = max(entry["id"] for entry in tokenizer["added_tokens"]) + 1
+    tokenizer["added_tokens"].append({"id": new_id, "content": "zebra", "single_word": False, "lstrip": False,
+                                      "rstrip": False, "normalized": True, "special": False})
+    (model / "tokenizer.json").write_text(json.dumps(tokenizer))
+    before = (tmp_path / "out" / "results.json").read_bytes()
+    with pytest.raises(StaleResultsError, match="tokenizer_fingerprint"):
+        evaluate_main(command(model, paths, tmp_path / "out"))
+    assert (tmp_path / "out" / "results.json").read_bytes() == before
+
+
+
+def hub_cache(root: Path, model: Path, repo: str, commits: list[str]) -> Path:
+    """A hub cache as a download leaves it: `models--<org>--<name>/snapshots/<commit>/` per commit (here each a copy
+    of `model`) and `refs/main` naming the last."""
+    repository = root / f"models--{repo.replace('/', '--')}"
+    for commit in commits:
+        shutil.copytree(model, repository / "snapshots" / commit)
+    (repository / "refs").mkdir(parents=True, exist_ok=True)
+    (repository / "refs" / "main").write_text(commits[-1])
+    return root
+
+
+def test_a_hub_model_rerun_resumes_and_another_commit_is_refused_naming_it(tmp_path, backbone_dir, data_root,
+                                                                          monkeypatch):
+    """A model given by hub id, loaded from the cache offline: a plain rerun resumes; once the cache's main moves to
+    another commit (a new download), the rows are refused naming the model."""
+    import huggingface_hub.constants
+
+    repo, first, second = "zemi-test/tiny-t5", "a" * 40, "b" * 40
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_CACHE", str(hub_cache(tmp_path / "hub", backbone_dir,
+                                                                                 repo, [second, first])))
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", True)
+    paths = templates(data_root, "weather_effect")[:1]
+    evaluate_main(command(repo, paths, tmp_path / "out"))
+    [row] = results(tmp_path / "out")["results"]
+    assert row["checkpoint_fingerprint"] == f"{repo}@{first}"
+    written = (tmp_path / "out" / row["predictions"]).stat().st_mtime_ns
+    evaluate_main(command(repo, paths, tmp_path / "out"))
+    assert (tmp_path / "out" / row["predictions"]).stat().st_mtime_ns == written  # resumed, not recomputed
+
+    (tmp_path / "hub" / "models--zemi-test--tiny-t5" / "refs" / "main").write_text(second)
+    with pytest.raises(StaleResultsError, match=re.escape(f"checkpoint {repo} (step 0)")):
+        evaluate_main(command(repo, paths, tmp_path / "out"))
+
+
+def test_a_hub_models_fingerprint_is_its_commit_or_an_error_never_the_bare_name(tmp_path, backbone_dir, monkeypatch):
+    """Before the fix, a model not yet in the cache was fingerprinted by its bare name and, once the first run had
+    downloaded it, by name@commit: the second run refused the first's rows. Offline, a model missing from the cache
+    cannot be resolved to a commit, and is an error naming the flag instead of a bare name."""
+    import huggingface_hub.constants
+
+    from zemi.run.evaluation import EvalSource
+
+    repo = "zemi-test/tiny-t5"
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", True)
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_CACHE", str(tmp_path / "empty"))
+    config = parse_evaluation(["--processed_dataset_paths", "x", "--model_name_or_path", repo, "--output_dir", "o",
+                               "--tokenizer_name", str(backbone_dir)])
+    source = EvalSource.from_config(config)
+    with pytest.raises(MissingInputError, match=f"--model_name_or_path {repo}"):
+        source.fingerprint(None)
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_CACHE",
+                        str(hub_cache(tmp_path / "hub", backbone_dir, repo, ["c" * 40])))
+    assert source.fingerprint(None) == f"{repo}@{'c' * 40}"
+    assert source.load(None).config._commit_hash == "c" * 40  # the commit from_pretrained loads
+
+
 # --- item: every number with its per-example predictions ---------------------------------------------------------
 
 
@@ -195,7 +296,7 @@ def test_each_row_has_a_predictions_file_its_accuracy_is_computed_from(evaluated
         assert row["predictions"] == f"predictions/step_0/{row['task']}__{row['template']}.json"
         predictions = json.loads((finished / row["predictions"]).read_text())
         assert set(predictions) == {"task", "template", "template_path", "step", "index", "gold", "gold_in_choices",
-                                    "predicted", "scores"}
+                                    "predicted", "scores", "example"}
         assert (predictions["task"], predictions["template"], predictions["step"]) == (row["task"], row["template"], 0)
         assert predictions["template_path"] == str(Path(row["template_path"]).absolute())
         assert predictions["index"] == list(range(row["num_examples"]))
@@ -203,6 +304,9 @@ def test_each_row_has_a_predictions_file_its_accuracy_is_computed_from(evaluated
         assert row["accuracy"] == sum(hits) / len(hits)
         assert predictions["gold_in_choices"].count(False) == row["gold_not_in_choices"]
         assert predictions["predicted"] == [max(range(len(s)), key=s.__getitem__) for s in predictions["scores"]]
+        documents = load_from_disk(row["template_path"])["validation"]["chosen_examples"]
+        assert predictions["example"] == [example_key([d["inputs_pretokenized"] for d in row_documents])
+                                          for row_documents in documents]
         expected, gold = reference_scores(model, row["template_path"])
         assert predictions["gold"] == gold
         for got, want in zip(predictions["scores"], expected):
@@ -218,6 +322,26 @@ def test_debug_keeps_each_templates_first_hundred_rows(tmp_path, backbone_dir):
     [row] = results(tmp_path / "out")["results"]
     predictions = json.loads((tmp_path / "out" / row["predictions"]).read_text())
     assert row["num_examples"] == 100 and predictions["index"] == list(range(100))
+
+
+def test_an_examples_key_is_the_same_in_every_template_that_holds_it(tmp_path, backbone_dir):
+    """Templates of one task may hold different subsets of its raw examples (COPA's drop rows), so row i of two
+    templates need not be one example; the key (of the example's retrieved documents, shared by its templates)
+    pairs them."""
+    rows = _eval_examples(random.Random(5), 6, "weather")
+    root = tmp_path / "data" / "weather"
+    DatasetDict({"validation": _template_split(rows, "plain", with_choices=True)}).save_to_disk(
+        str(root / "weather_plain"))
+    DatasetDict({"validation": _template_split(rows[:2] + rows[3:], "with_options", with_choices=True)}).save_to_disk(
+        str(root / "weather_with_options"))
+    evaluate_main(command(backbone_dir, [str(root / "weather_plain"), str(root / "weather_with_options")],
+                          tmp_path / "out"))
+    keys = {Path(row["template_path"]).name: json.loads((tmp_path / "out" / row["predictions"]).read_text())["example"]
+            for row in results(tmp_path / "out")["results"]}
+    plain, with_options = keys["weather_plain"], keys["weather_with_options"]
+    assert len(set(plain)) == 6
+    assert with_options == plain[:2] + plain[3:]
+    assert plain[2] not in with_options
 
 
 def test_two_processes_write_each_example_once_as_one_process_does(evaluated, tmp_path):

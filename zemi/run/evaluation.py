@@ -15,7 +15,8 @@ from typing import Any, Sequence
 
 import torch
 from accelerate import Accelerator
-from huggingface_hub import try_to_load_from_cache
+from huggingface_hub import hf_hub_download
+from huggingface_hub.errors import EntryNotFoundError
 from torch.utils.data import DataLoader
 from transformers import AutoTokenizer, T5Config
 
@@ -37,11 +38,14 @@ from zemi.run.results_files import (
     Sweep,
     TemplatePredictions,
     data_fingerprint,
+    example_keys,
     files_fingerprint,
     predictions_path,
     read_predictions,
+    remove_unreferenced,
     reusable_rows,
     template_key,
+    tokenizer_fingerprint,
     write_error_analysis,
     write_predictions,
     write_results,
@@ -174,16 +178,17 @@ class EvalSource:
             return str(self.run.path.resolve())
         return self.name if self.kind == "hub" else str(Path(self.location).resolve().parent / self.name)
 
-    def settings(self, config: EvalConfig, mixed_precision: str) -> dict[str, Any]:
+    def settings(self, config: EvalConfig, mixed_precision: str, num_processes: int, tokenizer) -> dict[str, Any]:
         """Everything that can change a score or what is averaged, as one flat object, so that two evaluations
-        compare key by key: the model, its text rules and lengths (null where the method has no use for them), the
-        template directories, precision and padding. Not where files go, trackers, process counts, --strict (it
-        fails or scores alike), nor the batch size: scores do not depend on it (tests/test_batch_independence.py)
-        unless documents are padded per batch."""
+        compare key by key: the model, its tokenizer (by name and by content), text rules and lengths (null where the
+        method has no use for them), the template directories, precision and padding. Not where files go, trackers,
+        --strict (it fails or scores alike), nor the batch size and process count: scores do not depend on them
+        (tests/test_batch_independence.py, tests/test_evaluation_outputs.py) unless documents are padded per batch."""
         rules, padding = self.method.rules, getattr(config, "document_padding", None)
         settings = {
             "model": self.model_id, "architecture": self.method.architecture,
             "tokenizer": _absolute_if_local(self.tokenizer_source),
+            "tokenizer_fingerprint": tokenizer_fingerprint(tokenizer),
             "processed_dataset_paths": sorted(template_key(path) for path in config.processed_dataset_paths),
             "max_length": self.lengths.input, "aug_max_length": self.lengths.document if rules.num_documents else None,
             "target_max_length": self.lengths.target,
@@ -195,19 +200,27 @@ class EvalSource:
         }
         if padding == "longest":  # a document's padding, which Zemi's resampler reads, then depends on its batch
             settings["per_device_eval_batch_size"] = config.per_device_eval_batch_size
+            # and so on the process count: accelerate fills the processes' last batches with examples from the start
+            settings["num_processes"] = num_processes
         if self.method.perceiver_config is not None:
             settings.update({f"fusion.{name}": value for name, value in self.method.perceiver_config.to_dict().items()})
         return settings
 
     def fingerprint(self, checkpoint: Path | None) -> str:
         """Identifies the weights a row was computed from (`results_files.files_fingerprint`); a hub model by its
-        name and the revision in the local cache, when there is one."""
+        name and the commit that from_pretrained will load: its config.json resolved as from_pretrained resolves
+        it (downloaded when not cached; from the cache's refs offline), so a first run, which downloads the model,
+        and later runs, which find it cached, record the same commit."""
         if checkpoint is not None:
             return files_fingerprint(checkpoint)
         if self.kind == "t5":
             return files_fingerprint(Path(self.location))
-        cached = try_to_load_from_cache(self.location, "config.json")
-        return f"{self.location}@{Path(cached).parent.name}" if isinstance(cached, str) else self.location
+        try:
+            config_file = hf_hub_download(self.location, "config.json")
+        except (OSError, EntryNotFoundError) as err:
+            raise MissingInputError(f"--model_name_or_path {self.location}: neither a local directory nor a model on "
+                                    f"the hub or in its cache ({err})") from None
+        return f"{self.location}@{Path(config_file).parent.name}"  # snapshots/<commit>/config.json
 
     def checkpoint_name(self, step: int, checkpoint: Path | None, config: EvalConfig) -> str:
         """The checkpoint as the authors' --error_analysis_dir layout names it: its `step_N` entry; a plain T5,
@@ -243,10 +256,10 @@ class IndexedCollator:
 
 
 def evaluate_template(model, template: EvalTemplate, featurizer: Featurizer, collator: Collator,
-                      accelerator: Accelerator, config: EvalConfig, cache_dir: Path,
+                      accelerator: Accelerator, config: EvalConfig, cache_dir: Path, examples: list[str] | None = None,
                       ) -> tuple[TemplateScore, TemplatePredictions]:
     """Rank classification of every example of one template directory's validation split, gathered from all
-    processes (each example once), in row order."""
+    processes (each example once), in row order; `examples`: the rows' raw-example keys, written beside them."""
     data = tokenize(template.dataset, featurizer.eval_features, cache_dir, num_proc=config.num_proc)
     if config.debug:
         data = data.select(range(min(DEBUG_EXAMPLES, len(data))))
@@ -277,7 +290,8 @@ def evaluate_template(model, template: EvalTemplate, featurizer: Featurizer, col
             columns[name] += value.tolist()
         columns["scores"] += [row[:count].tolist() for row, count in zip(table, num_choices.tolist())]
     by_row = sorted(range(len(columns["index"])), key=columns["index"].__getitem__)
-    predictions = TemplatePredictions(**{name: [values[i] for i in by_row] for name, values in columns.items()})
+    predictions = TemplatePredictions(**{name: [values[i] for i in by_row] for name, values in columns.items()},
+                                      example=examples)
     if predictions.index != list(range(len(data))):
         raise RuntimeError(f"{template.path}: gathered {len(by_row)} predictions, not one for each of the "
                            f"{len(data)} examples")
@@ -303,12 +317,12 @@ def run_evaluation(config: EvalConfig) -> Path:
         reasons = "; ".join(f"{t.path}: {t.reason}" for t in skipped_templates)
         raise DataError(f"none of {config.processed_dataset_paths} is an evaluable template directory ({reasons})")
     check_file_names(templates)
-    settings = source.settings(config, accelerator.mixed_precision)
+    tokenizer = load_tokenizer(source.tokenizer_source)
+    settings = source.settings(config, accelerator.mixed_precision, accelerator.num_processes, tokenizer)
     sweep = Sweep({step: source.fingerprint(checkpoint) for step, checkpoint in checkpoints},
                   {step: str(checkpoint or source.location) for step, checkpoint in checkpoints},
                   {template_key(t.path): data_fingerprint(t.dataset) for t in templates})
-    rows = reusable_rows(output_dir, settings, sweep)
-    tokenizer = load_tokenizer(source.tokenizer_source)
+    rows, dropped = reusable_rows(output_dir, settings, sweep)
     featurizer = Featurizer(tokenizer, source.method.rules, source.lengths, input_eos=source.input_eos)
     collator = collator_for(source.method, source.lengths, tokenizer.pad_token_id,
                             pad_to_max_length=config.pad_to_max_length, document_padding=config.document_padding)
@@ -324,8 +338,10 @@ def run_evaluation(config: EvalConfig) -> Path:
         if accelerator.is_main_process:
             write_results(output_dir, {**summary, "skipped_templates": skipped["templates"],
                                        "skipped_checkpoints": skipped["checkpoints"]}, rows)
+            remove_unreferenced(output_dir, dropped, rows)  # only now does results.json no longer name them
 
     todo = {step: [t for t in templates if (step, template_key(t.path)) not in done] for step, _ in checkpoints}
+    keys: dict[str, list[str] | None] = {}  # per template, computed once for all steps
     bar = progress(total=sum(map(len, todo.values())), desc="evaluating", unit="template",
                     disable=not accelerator.is_local_main_process)
     for step, checkpoint in checkpoints:
@@ -338,8 +354,11 @@ def run_evaluation(config: EvalConfig) -> Path:
         model.to(accelerator.device).eval()
         for template in todo[step]:
             start = time.perf_counter()
+            key = template_key(template.path)
+            if key not in keys:
+                keys[key] = example_keys(template.dataset, rows=DEBUG_EXAMPLES if config.debug else None)
             score, predictions = evaluate_template(model, template, featurizer, collator, accelerator, config,
-                                                   cache_dir)
+                                                   cache_dir, keys[key])
             relative = predictions_path(step, template.task, template.name)
             if accelerator.is_main_process:  # the file first: a row in results.json always has its predictions
                 write_predictions(output_dir, relative, task=template.task, template=template.name,

@@ -4,7 +4,8 @@ row's checkpoint and data fingerprints), one per-example predictions file per (s
 
 A rerun into a used directory resumes: rows computed under the same settings, from the same checkpoint and template
 files, are kept; any difference is a `StaleResultsError`, so a number is never reported under settings it was not
-computed with and nothing written before is overwritten.
+computed with and nothing written before is overwritten. Rows of checkpoints or templates the rerun does not evaluate
+are dropped with their predictions files: the directory ends as a fresh evaluation of the same sweep leaves it.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from typing import Any
 
 from datasets import Dataset
 
+from zemi.data.processing import document_texts
 from zemi.errors import ConfigError
 from zemi.io import publish, temporary_sibling, write_csv_atomic, write_json_atomic, write_text_atomic
 
@@ -64,6 +66,13 @@ def data_fingerprint(dataset: Dataset) -> str:
     return _digest([str(len(dataset))] + [_stat(item, item.name) for item in files])
 
 
+def tokenizer_fingerprint(tokenizer) -> str:
+    """A loaded tokenizer's identity: its whole serialised state (vocabulary, added tokens, normaliser,
+    post-processor) and its padding id, i.e. everything that decides the token ids and padding a score is computed
+    from, wherever its files came from (a directory, --tokenizer_name, the hub cache)."""
+    return _digest([tokenizer.backend_tokenizer.to_str(), f"pad:{tokenizer.pad_token_id}"])
+
+
 # --- reusing an earlier run's rows ----------------------------------------------------------------------------------
 
 
@@ -81,14 +90,15 @@ def template_key(path: str | Path) -> str:
     return os.path.abspath(path)
 
 
-def reusable_rows(output_dir: Path, settings: dict[str, Any], sweep: Sweep) -> list[dict]:
+def reusable_rows(output_dir: Path, settings: dict[str, Any], sweep: Sweep) -> tuple[list[dict], list[str]]:
     """The rows of an earlier evaluation into `output_dir` (none when it has no results.json), checked to have been
-    computed under `settings` and, for every step and template of this sweep, from the same files. Rows of steps
-    or templates this run does not evaluate are kept as they are. A row of this sweep whose predictions file is
-    missing is left out, so that it is computed again."""
+    computed under `settings` and, for every step and template of this sweep, from the same files; and the
+    predictions files of the rows left out. Rows of steps or templates this run does not evaluate are left out, as
+    a fresh run of this sweep has none (their checkpoints are not checked, so they may no longer hold for them). A
+    row of this sweep whose predictions file is missing is left out, so that it is computed again."""
     results_file = output_dir / RESULTS_FILE
     if not results_file.is_file():
-        return []
+        return [], []
     fix = f"pass another --output_dir, or delete {output_dir} to evaluate from scratch"
     try:
         previous = json.loads(results_file.read_text())
@@ -98,16 +108,16 @@ def reusable_rows(output_dir: Path, settings: dict[str, Any], sweep: Sweep) -> l
         raise StaleResultsError(f"{results_file} records no settings (written by an older zemi), so its rows cannot "
                                 f"be checked against this run's; {fix}")
     old = previous["settings"]
-    differing = [_difference(name, old.get(name), settings.get(name))
+    differing = [_difference(name, old, settings)
                  for name in sorted(set(old) | set(settings)) if old.get(name) != settings.get(name)]
     if differing:
         raise StaleResultsError(f"{results_file} holds results computed with other settings ({'; '.join(differing)}); "
                                 f"they cannot be mixed with this run's: {fix}")
-    kept, changed = [], []
+    kept, dropped, changed = [], [], []
     for row in previous.get("results", []):
         step, template = row.get("step"), template_key(row.get("template_path", ""))
         if step not in sweep.checkpoints or template not in sweep.templates:
-            kept.append(row)
+            dropped.append(row.get("predictions", ""))
             continue
         if row.get("checkpoint_fingerprint") != sweep.checkpoints[step]:
             changed.append(f"checkpoint {sweep.checkpoint_paths[step]} (step {step})")
@@ -119,10 +129,28 @@ def reusable_rows(output_dir: Path, settings: dict[str, Any], sweep: Sweep) -> l
         names = "; ".join(dict.fromkeys(changed))
         raise StaleResultsError(f"{results_file} holds rows computed from files that have changed since: {names}; "
                                 f"{fix}")
-    return kept
+    return kept, [path for path in dropped if path]
 
 
-def _difference(name: str, then: Any, now: Any) -> str:
+def remove_unreferenced(output_dir: Path, paths: list[str], rows: list[dict]) -> None:
+    """Deletes the predictions files of dropped rows that no row of `rows` names (called once results.json no
+    longer names them either), and the step directories this leaves empty."""
+    referenced = {row["predictions"] for row in rows}
+    for relative in paths:
+        if relative in referenced:
+            continue
+        path = output_dir / relative
+        path.unlink(missing_ok=True)
+        if path.parent.is_dir() and not any(path.parent.iterdir()):
+            path.parent.rmdir()
+
+
+def _difference(name: str, old: dict[str, Any], new: dict[str, Any]) -> str:
+    then, now = old.get(name), new.get(name)
+    if name not in old:  # a setting recorded since, or one recorded only under some settings
+        return f"{name}: not recorded there, {now!r} now"
+    if name not in new:
+        return f"{name}: {then!r} there, not recorded now"
     if isinstance(then, list) and isinstance(now, list):
         gone, new = [v for v in then if v not in now], [v for v in now if v not in then]
         return f"{name}: {len(gone)} no longer given {gone[:3]}, {len(new)} new {new[:3]}"
@@ -147,6 +175,7 @@ class TemplatePredictions:
     gold_in_choices: list[bool]
     predicted: list[int]
     scores: list[list[float]]  # summed log-probability of every choice, in choice order
+    example: list[str] | None = None  # each row's raw-example key (`example_key`); None without retrieved documents
 
     def accuracy(self) -> float:
         hits = sum(p == g for p, g in zip(self.predicted, self.gold))
@@ -167,13 +196,34 @@ def write_predictions(output_dir: Path, relative: str, *, task: str, template: s
                 "predicted": predictions.predicted,
                 # 9 significant digits give back every float32 score exactly
                 "scores": [[float(f"{s:.9g}") for s in row] for row in predictions.scores]}
+    if predictions.example is not None:
+        document["example"] = predictions.example
     write_text_atomic(path, json.dumps(document, separators=(",", ":")) + "\n")
 
 
 def read_predictions(output_dir: Path, relative: str) -> TemplatePredictions:
     document = json.loads((output_dir / relative).read_text())
     return TemplatePredictions(document["index"], document["gold"], document["gold_in_choices"],
-                               document["predicted"], document["scores"])
+                               document["predicted"], document["scores"], document.get("example"))
+
+
+def example_key(documents: list[str]) -> str:
+    """A raw example's key: retrieval is per raw example and shared by all its templates, so its retrieved
+    documents (their texts, in stored order) pair its rows across templates whose rows differ (COPA's templates
+    drop examples). Examples with the same documents (none, or duplicates) share a key."""
+    return hashlib.sha1(json.dumps(documents, ensure_ascii=False).encode()).hexdigest()[:16]
+
+
+def example_keys(dataset: Dataset, *, rows: int | None = None, batch_size: int = 1000) -> list[str] | None:
+    """`example_key` of the first `rows` rows (all by default), or None for a split without `chosen_examples`.
+    Read in batches: a split's documents can take gigabytes (30 per example of up to 256 words)."""
+    if "chosen_examples" not in dataset.column_names:
+        return None
+    documents = dataset.select_columns(["chosen_examples"])
+    if rows is not None:
+        documents = documents.select(range(min(rows, len(documents))))
+    return [example_key(document_texts(row)) for batch in documents.iter(batch_size=batch_size)
+            for row in batch["chosen_examples"]]
 
 
 # --- the authors' --error_analysis_dir ------------------------------------------------------------------------------
