@@ -295,15 +295,16 @@ def test_methods_evaluated_on_other_examples_or_precision_are_refused(tmp_path, 
 
 
 def test_what_makes_a_method_may_differ_and_padding_or_template_files_are_marked(tmp_path):
-    no_aug = method_dir(tmp_path, "no_aug", {"copa": 0.5, "piqa": 0.5}, document_padding="max_length")
-    # Its own augmentation settings are part of Zemi: no mark.
+    no_aug = method_dir(tmp_path, "no_aug", {"copa": 0.5, "piqa": 0.5}, document_padding="max_length",
+                        tokenizer_fingerprint="1234")
+    # Its own augmentation settings (and its own tokenizer) are part of Zemi: no mark.
     zemi = method_dir(tmp_path, "zemi", {"copa": 0.7, "piqa": 0.7}, architecture=ZEMI, documents_read=5,
-                      aug_max_length=64, fit_aug_num=5, document_padding="max_length")
+                      aug_max_length=64, fit_aug_num=5, document_padding="max_length", tokenizer_fingerprint="5678")
     write_report([no_aug, zemi], tmp_path / "plain")
     markdown = (tmp_path / "plain" / "table1.md").read_text()
     assert "†" not in markdown
     padded = method_dir(tmp_path / "padded", "zemi", {"copa": 0.7, "piqa": 0.7}, architecture=ZEMI, documents_read=5,
-                        document_padding="longest")
+                        document_padding="longest", per_device_eval_batch_size=8, num_processes=2)  # as evaluated
     elsewhere = write_eval_dir(tmp_path / "elsewhere", "fid", [
         Template("copa", template, [0, 1] * 50, [0, 1] * 50, template_path=f"/other/copa/{template}")
         for template in ("a", "b")] + [predictions("piqa", t, correctness(3, 0.6)) for t in ("a", "b")],

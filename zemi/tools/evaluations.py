@@ -22,10 +22,11 @@ PER_RUN = ("model", "tokenizer")  # and between seeds (their tokenizer may be re
 # Between the methods of one report (docs/statistics.md, "Methods side by side"): what makes a method may differ; a
 # difference in how examples are padded is marked in the table; any other setting (which examples, their lengths, the
 # precision they are scored in, and any setting not named here) must be equal.
-METHOD_SETTINGS = ("model", "architecture", "tokenizer", "aug_max_length", "num_documents", "documents_read",
-                   "fit_aug_num", "concat_aug_num", "concat_input_at_augmentation", "input_eos")
+METHOD_SETTINGS = ("model", "architecture", "tokenizer", "tokenizer_fingerprint", "aug_max_length", "num_documents",
+                   "documents_read", "fit_aug_num", "concat_aug_num", "concat_input_at_augmentation", "input_eos")
 METHOD_SETTING_PREFIXES = ("fusion.",)
-PADDING_SETTINGS = ("pad_to_max_length", "document_padding", "per_device_eval_batch_size")
+# Recorded only under --document_padding longest (evaluation's settings()), where a batch's padding depends on them.
+PADDING_SETTINGS = ("pad_to_max_length", "document_padding", "per_device_eval_batch_size", "num_processes")
 
 
 @dataclass(frozen=True)

@@ -248,6 +248,7 @@ def check_comparable(report: Report) -> None:
                                 "authors'), so whether it was evaluated like the other methods could not be checked")
     values = {row.method: row.seeds[0].directories[0].settings for row in recorded}
     names = sorted({name for settings in values.values() for name in settings})
+    padding = []  # one footnote for every padding setting that differs: they come together (`longest` records more)
     for name in names:
         if name in METHOD_SETTINGS or name in PER_DIRECTORY or name.startswith(METHOD_SETTING_PREFIXES):
             continue
@@ -255,15 +256,16 @@ def check_comparable(report: Report) -> None:
         if len({repr(value) for value in found.values()}) < 2:
             continue
         if name in PADDING_SETTINGS:
-            _footnote(report, recorded, "", f"evaluated with different {name}: "
-                      + ", ".join(f"{method} {value!r}" for method, value in found.items())
-                      + "; scores differ through padding alone (docs/statistics.md)")
+            padding.append(f"{name} (" + ", ".join(f"{method} {value!r}" for method, value in found.items()) + ")")
             continue
         first, other = next((a, b) for a in recorded for b in recorded if found[a.method] != found[b.method])
         raise ConfigError(f"{first.method} ({_paths(first)}) and {other.method} ({_paths(other)}) were evaluated with "
                           f"different {name}: {found[first.method]!r} and {found[other.method]!r}; it changes which "
                           "examples are scored or how, so their numbers cannot stand side by side: evaluate them "
                           "alike, or report them apart")
+    if padding:
+        _footnote(report, recorded, "", "evaluated with different padding: " + "; ".join(padding)
+                  + "; scores differ through padding alone (docs/statistics.md)")
     _mark_template_files(report)
 
 
