@@ -38,8 +38,9 @@ KILL_POINTS = {
 
 def train_args(output_dir: Path, backbone: Path, data_root: Path, perceiver: Path) -> list[str]:
     _, flags = method_flags("zemi", backbone, perceiver)
-    return flags + ["--checkpointing_steps", str(CHECKPOINTING_STEPS), "--resume_from_checkpoint", "latest"] + \
-        common_flags(data_root, output_dir)
+    # Validation batches of 4 (8 per epoch) put "validation:10" in epoch 2's loop, whatever the preset's default.
+    return flags + ["--checkpointing_steps", str(CHECKPOINTING_STEPS), "--resume_from_checkpoint", "latest",
+                    "--per_device_eval_batch_size", "4"] + common_flags(data_root, output_dir)
 
 
 def train_killed(output_dir: Path, backbone: Path, data_root: Path, perceiver: Path, crash_at: str):
