@@ -7,6 +7,7 @@ PY := $(VENV)/bin/python
 TORCH_SPEC ?= torch==2.13.0
 PIP_TORCH_ARGS ?=
 PYTEST_ARGS ?=
+TEST_WORKERS ?= 2
 STAMP := $(VENV)/.installed
 
 .PHONY: install test test-fast demo clean-venv
@@ -22,9 +23,9 @@ $(STAMP): requirements.txt pyproject.toml
 	$(PY) -m pip install -q --no-deps --no-build-isolation -e .
 	touch $(STAMP)
 
-# Everything CI runs (the unit and e2e tiers).
+# Everything CI runs (the unit and e2e tiers), on TEST_WORKERS pytest workers (whole modules each).
 test: $(STAMP)
-	$(PY) -m pytest $(PYTEST_ARGS)
+	$(PY) -m pytest -n $(TEST_WORKERS) --dist loadfile $(PYTEST_ARGS)
 
 # The unit tier only: about a minute.
 test-fast: $(STAMP)

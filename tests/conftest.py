@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import sys
 from pathlib import Path
 
@@ -17,6 +18,17 @@ REPO = Path(__file__).resolve().parent.parent
 # The demo's asset builders live beside their data, outside the installed package.
 sys.path.insert(0, str(REPO / "data" / "demo"))
 
+
+# `make test` runs two pytest workers (pytest-xdist, whole modules each). One torch thread per worker and per child
+# process keeps two busy workers on two cores instead of four threads waiting for them; tiny models lose nothing.
+if os.environ.get("PYTEST_XDIST_WORKER"):
+    torch.set_num_threads(1)
+    os.environ.setdefault("CPU_THREADS", "1")  # the training scripts' threads per process (training/common.sh)
+
+# The modules that run longest start first, so that the two workers end together rather than one waiting on the
+# reduced demo at the end; the others keep their order.
+LONGEST_FIRST = ("test_demo_pipeline", "test_scripts", "test_training_smoke", "test_multinode", "test_interrupted_runs",
+                 "test_benchmarks", "test_learning", "test_packaging", "test_first_hour", "test_evaluation_outputs")
 
 TIERS = ("unit", "e2e")  # every test module declares one: `pytestmark = pytest.mark.unit` (or e2e, or a list)
 
@@ -51,6 +63,8 @@ def pytest_collection_modifyitems(config, items):
     for item in items:
         if item.get_closest_marker("gpu") and not cuda:
             item.add_marker(pytest.mark.skip(reason="needs a CUDA device"))
+    rank = {name: number for number, name in enumerate(LONGEST_FIRST)}
+    items.sort(key=lambda item: rank.get(item.path.stem, len(rank)))  # stable: within a module, the written order
 
 
 @pytest.fixture(scope="module")

@@ -107,6 +107,22 @@ def run_module(module: str, args: list[str], *, env: dict | None = None) -> subp
                           capture_output=True, text=True, timeout=600)
 
 
+def run_command_here(args: list[str], capfd) -> subprocess.CompletedProcess:
+    """`python -m zemi <args>` run in this process (`zemi.__main__.main`, what the process runs after its imports):
+    its exit status and what it wrote to file descriptors 1 and 2, as `run_module` returns them."""
+    from zemi.__main__ import main
+
+    program = sys.argv[0]
+    try:
+        code = main(args)
+    except SystemExit as stop:
+        code = stop.code
+    finally:
+        sys.argv[0] = program
+    out, err = capfd.readouterr()
+    return subprocess.CompletedProcess([sys.executable, "-m", "zemi", *args], code, out, err)
+
+
 def write_run_dir(path: Path, backbone: Path, *, architecture: str = "T5", steps=(1,), file_form: bool = False,
                   perceiver: dict | None = None) -> Path:
     """A run directory as training (directories) or the authors' downloads (`torch.save` files) leave it."""

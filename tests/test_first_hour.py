@@ -14,8 +14,11 @@ import pytest
 from datasets import Dataset, DatasetDict, load_from_disk
 from transformers import AutoTokenizer
 
-from tests.helpers import REPO, TINY_PERCEIVER, common_flags, method_flags, run_module, subprocess_env
+from tests.helpers import (REPO, TINY_PERCEIVER, common_flags, method_flags, run_command_here, run_module,
+                           subprocess_env)
+from zemi.cli import run_entry
 from zemi.data.collate import Collator
+from zemi.data.validation import DataError
 from zemi.data.processing import Featurizer, MaxLengths, TextRules
 from zemi.modeling_t5 import T5WithOwnLMHead
 from zemi.run.evaluation import main as evaluate_main
@@ -100,7 +103,9 @@ def evaluate_command(data: list[str], model: Path, out: Path) -> list[str]:
 
 
 def test_bad_inputs_end_in_an_error_line_and_status_2(backbone_dir, data_root, truncated_t5, bad_templates,
-                                                      tmp_path):
+                                                      tmp_path, capfd):
+    """The first case in a process of its own (`python -m zemi eval`), the others through the same entry function
+    in this process: the message and the status come from `zemi.cli.run_entry` either way."""
     cases = {
         "missing data directory": (evaluate_command([str(tmp_path / "no_such" / "template")], backbone_dir, tmp_path),
                                    [str(tmp_path / "no_such" / "template"), "not a directory"]),
@@ -113,35 +118,39 @@ def test_bad_inputs_end_in_an_error_line_and_status_2(backbone_dir, data_root, t
         "no such model": (evaluate_command(templates(data_root), tmp_path / "no_model", tmp_path),
                           ["--model_name_or_path", "no such directory"]),
     }
-    for name, (args, expected) in cases.items():
-        failed_cleanly(run_module("zemi", ["eval", *args]), *expected)
+    for number, (name, (args, expected)) in enumerate(cases.items()):
+        done = run_module("zemi", ["eval", *args]) if number == 0 else run_command_here(["eval", *args], capfd)
+        failed_cleanly(done, *expected)
     assert not (tmp_path / "results.json").exists()
 
 
-def test_a_perceiver_dim_that_is_not_the_backbones_d_model_is_an_error_line(backbone_dir, data_root, tmp_path):
+def test_a_perceiver_dim_that_is_not_the_backbones_d_model_is_an_error_line(backbone_dir, data_root, tmp_path,
+                                                                            capfd):
     perceiver = tmp_path / "perceiver.json"
     perceiver.write_text(json.dumps({**TINY_PERCEIVER, "dim": 64}))
-    done = run_module("zemi.multi_task_fine_tune_xattn", [
-        "--model_architecture", "SharedEncoderDecoder_MultiAug", "--lm_name", str(backbone_dir), "--perceiver_config",
-        str(perceiver), "--dataset_root_path", str(data_root), "--dataset_dir_names", "animal_colors",
-        "--output_dir", str(tmp_path / "run")])
+    done = run_command_here([
+        "train", "--model_architecture", "SharedEncoderDecoder_MultiAug", "--lm_name", str(backbone_dir),
+        "--perceiver_config", str(perceiver), "--dataset_root_path", str(data_root), "--dataset_dir_names",
+        "animal_colors", "--output_dir", str(tmp_path / "run")], capfd)
     failed_cleanly(done, str(perceiver), "perceiver dim 64 does not match the T5 backbone's d_model 32")
     assert not (tmp_path / "run").exists()
 
 
-def test_the_data_builds_bad_inputs_are_error_lines(tmp_path):
-    done = run_module("zemi", ["build-data", "--tasks", "no_such_task", "--corpus", str(tmp_path / "corpus.jsonl"),
-                                          "--output", str(tmp_path / "30aug")])
+def test_the_data_builds_bad_inputs_are_error_lines(tmp_path, capfd):
+    done = run_command_here(["build-data", "--tasks", "no_such_task", "--corpus", str(tmp_path / "corpus.jsonl"),
+                             "--output", str(tmp_path / "30aug")], capfd)
     failed_cleanly(done, "unknown task 'no_such_task'")
-    done = run_module("zemi", ["build-data", "--tasks", "train", "--corpus", str(tmp_path / "no_corpus.jsonl"),
-                                          "--output", str(tmp_path / "30aug")])
+    done = run_command_here(["build-data", "--tasks", "train", "--corpus", str(tmp_path / "no_corpus.jsonl"),
+                             "--output", str(tmp_path / "30aug")], capfd)
     failed_cleanly(done, "no_corpus.jsonl")
 
 
-def test_zemi_debug_shows_the_traceback(backbone_dir, tmp_path):
-    done = run_module("zemi", ["eval", *evaluate_command([str(tmp_path / "missing")], backbone_dir, tmp_path)],
-                      env=subprocess_env(ZEMI_DEBUG="1"))
-    assert done.returncode == 1 and "Traceback" in done.stderr and "DataError" in done.stderr, done.stderr[-3000:]
+def test_zemi_debug_shows_the_traceback(backbone_dir, tmp_path, monkeypatch):
+    """With ZEMI_DEBUG the error is not turned into a line: it leaves the entry point as an exception, which the
+    interpreter prints with its traceback (status 1)."""
+    monkeypatch.setenv("ZEMI_DEBUG", "1")
+    with pytest.raises(DataError, match="missing"):
+        run_entry(evaluate_main, evaluate_command([str(tmp_path / "missing")], backbone_dir, tmp_path))
 
 
 # --- tracking ---------------------------------------------------------------------------------------------------
