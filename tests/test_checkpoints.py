@@ -10,6 +10,7 @@ import hashlib
 import json
 import os
 import pickle
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -226,3 +227,25 @@ def test_a_directory_replace_interrupted_between_its_renames_is_undone(tmp_path)
     (tmp_path / ".step_18.old-77").mkdir()  # the crash came after the second rename: the new copy stays
     recover_interrupted_writes(tmp_path)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["step_18"]
+
+
+@pytest.mark.parametrize("content", [b'{"results": [', b"\xff\xfe\x00"])
+def test_json_files_that_do_not_parse_are_errors_that_name_them(tmp_path, content):
+    """A run's args.json, an evaluation's results.json and a per-example file, as each reader meets them."""
+    from zemi.errors import ZemiError
+    from zemi.run.results_files import Sweep, reusable_rows
+    from zemi.run.run_directory import RunDirectory
+    from zemi.tools.evaluations import read_eval_dir
+    from zemi.tools.uncertainty import read_predictions
+
+    (tmp_path / "args.json").write_bytes(content)
+    (tmp_path / "results.json").write_bytes(content)
+    (tmp_path / "step_1.json").write_bytes(content)
+    readers = {"args.json": lambda: RunDirectory.open(tmp_path), "results.json": lambda: read_eval_dir(tmp_path),
+               "step_1.json": lambda: read_predictions(tmp_path, {"predictions": "step_1.json", "step": 1,
+                                                                  "task": "copa", "template": "a"})}
+    for name, read in readers.items():
+        with pytest.raises(ZemiError, match=re.escape(str(tmp_path / name))):
+            read()
+    with pytest.raises(ZemiError, match=re.escape(str(tmp_path / "results.json"))):
+        reusable_rows(tmp_path, {}, Sweep({}, {}, {}))

@@ -1,4 +1,4 @@
-"""Crash-safe file writing and the run directory's naming rules, with the standard library only.
+"""Crash-safe file writing, reading a JSON file, and the run directory's naming rules, with the standard library.
 
 Everything is written to a temporary sibling, synced, then renamed, so a crash mid-write never leaves a half file
 under a real name; `recover_interrupted_writes` tidies what a killed process left behind. Every writer of the
@@ -15,7 +15,7 @@ import os
 import re
 import shutil
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 logger = logging.getLogger(__name__)
 
@@ -68,6 +68,15 @@ def publish(tmp: Path, final: Path) -> None:
     else:
         os.replace(tmp, final)
     _fsync_dir(final.parent)
+
+
+def read_json(path: str | Path, error: Callable[[str], Exception]) -> Any:
+    """A JSON file's content; a file that is not valid JSON (or not text) raises `error(message)`, the message
+    naming the file."""
+    try:
+        return json.loads(Path(path).read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as err:
+        raise error(f"{path}: not valid JSON ({err})") from None
 
 
 def write_bytes_atomic(path: str | Path, data: bytes) -> None:

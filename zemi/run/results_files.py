@@ -21,7 +21,7 @@ from datasets import Dataset
 
 from zemi.data.processing import document_texts
 from zemi.errors import ConfigError
-from zemi.io import publish, temporary_sibling, write_csv_atomic, write_json_atomic, write_text_atomic
+from zemi.io import publish, read_json, temporary_sibling, write_csv_atomic, write_json_atomic, write_text_atomic
 
 RESULTS_FILE = "results.json"
 PREDICTIONS_DIR = "predictions"
@@ -100,10 +100,7 @@ def reusable_rows(output_dir: Path, settings: dict[str, Any], sweep: Sweep) -> t
     if not results_file.is_file():
         return [], []
     fix = f"pass another --output_dir, or delete {output_dir} to evaluate from scratch"
-    try:
-        previous = json.loads(results_file.read_text())
-    except json.JSONDecodeError as err:
-        raise StaleResultsError(f"{results_file}: not valid JSON ({err}); {fix}") from None
+    previous = read_json(results_file, lambda message: StaleResultsError(f"{message}; {fix}"))
     if not isinstance(previous, dict) or "settings" not in previous:
         raise StaleResultsError(f"{results_file} records no settings (written by an older zemi), so its rows cannot "
                                 f"be checked against this run's; {fix}")

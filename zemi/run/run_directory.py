@@ -10,7 +10,6 @@ fusion settings are the config's. Checkpoints are written atomically (`zemi.io.p
 
 from __future__ import annotations
 
-import json
 import logging
 import shutil
 from dataclasses import dataclass, field
@@ -23,7 +22,7 @@ from transformers import T5Config
 from zemi.errors import ConfigError, MissingInputError
 from zemi.data.processing import TextRules
 from zemi.faults import crash_point
-from zemi.io import publish, step_entries, temporary_sibling
+from zemi.io import publish, read_json, step_entries, temporary_sibling
 from zemi.models.checkpoint_files import (
     SLOT_EMBEDDING,
     TORCH_LOAD_ERRORS,
@@ -71,11 +70,7 @@ class RunDirectory:
         args_file = path / "args.json"
         if not args_file.is_file():
             raise MissingInputError(f"{path} has no args.json: not a training run directory")
-        try:
-            args = json.loads(args_file.read_text())
-        except json.JSONDecodeError as err:
-            raise ConfigError(f"{args_file}: not valid JSON ({err})") from err
-        run = cls(path=path, args=args)
+        run = cls(path=path, args=read_json(args_file, ConfigError))
         try:
             architecture = get_architecture(run.architecture)
         except ValueError as err:

@@ -5,7 +5,6 @@ predictions."""
 from __future__ import annotations
 
 import difflib
-import json
 import statistics
 from collections import defaultdict
 from dataclasses import dataclass
@@ -13,6 +12,7 @@ from pathlib import Path
 from typing import Iterable, Mapping, Sequence
 
 from zemi.errors import ConfigError, MissingInputError
+from zemi.io import read_json
 from zemi.tools.uncertainty import Predictions, TaskOutcomes, read_predictions
 
 ROW_FIELDS = ("step", "task", "template", "accuracy", "num_examples")
@@ -60,10 +60,7 @@ def read_eval_dir(path: str | Path) -> EvalDir:
     results_file = path / "results.json"
     if not results_file.is_file():
         raise MissingInputError(f"{results_file} does not exist: not an evaluation output directory")
-    try:
-        data = json.loads(results_file.read_text())
-    except json.JSONDecodeError as err:
-        raise ConfigError(f"{results_file} is not valid JSON ({err})") from None
+    data = read_json(results_file, ConfigError)
     if not isinstance(data, dict) or not isinstance(data.get("results"), list) or "method" not in data:
         raise ConfigError(f"{results_file}: expected an object with 'method' and a 'results' list (written by "
                           "zemi-eval)")

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import csv
 import io
-import json
 import logging
 import math
 import re
@@ -21,7 +20,7 @@ from typing import Sequence
 from zemi.cli import argument, option, parse_config, setup_logging
 from zemi.data import MEGABATCH_FACTOR
 from zemi.errors import MissingInputError, ZemiError
-from zemi.io import write_bytes_atomic
+from zemi.io import read_json, write_bytes_atomic
 
 logger = logging.getLogger(__name__)
 
@@ -117,10 +116,7 @@ def _length_window(args_file: Path) -> float | None:
     and an optimizer step takes --gradient_accumulation_steps of them."""
     if not args_file.is_file():
         return None
-    try:
-        args = json.loads(args_file.read_text())
-    except json.JSONDecodeError as err:
-        raise PlotInputError(f"{args_file}: not valid JSON ({err})") from err
+    args = read_json(args_file, PlotInputError)
     if not args.get("group_by_length"):
         return None
     return MEGABATCH_FACTOR / int(args.get("gradient_accumulation_steps") or 1)

@@ -10,7 +10,6 @@ were.
 
 from __future__ import annotations
 
-import json
 import zlib
 from dataclasses import dataclass
 from pathlib import Path
@@ -19,6 +18,7 @@ from typing import Mapping, Sequence
 import numpy as np
 
 from zemi.errors import ConfigError, MissingInputError
+from zemi.io import read_json
 
 LEVEL = 0.95
 RESAMPLES = 2000
@@ -58,10 +58,7 @@ def read_predictions(eval_dir: Path, row: Mapping) -> Predictions | None:
     if not path.is_file():
         raise MissingInputError(f"{path} does not exist: {eval_dir}/results.json names it as the predictions of "
                                 f"step {row['step']} {row['task']}/{row['template']}")
-    try:
-        data = json.loads(path.read_text())
-    except json.JSONDecodeError as err:
-        raise ConfigError(f"{path} is not valid JSON ({err})") from None
+    data = read_json(path, ConfigError)
     missing = [name for name in PREDICTION_FIELDS if name not in data]
     if missing:
         raise ConfigError(f"{path} lacks {missing}: not a per-example predictions file")
