@@ -24,7 +24,9 @@ def test_reduced_demo_builds_data_trains_four_methods_evaluates_and_reports(tmp_
         OUTPUT_SRC_ROOT=str(tmp_path / "out"), VISUALIZATION_DIR=str(tmp_path / "visualization"),
         TRAIN_MIXTURE="wn_hypernym wn_synonym", EVAL_TASKS="wn_category wn_word_sense",
         DEMO_BUILD_ARGS="--max_examples_per_split 16 --num_documents 20000", MAX_LENGTH="128", AUG_MAX_LENGTH="32",
-        EXTRA_TRAIN_ARGS=f"--max_train_steps {STEPS}", EXTRA_EVAL_ARGS="--debug")
+        MAX_TRAIN_STEPS=str(STEPS))
+    for name in ("EXTRA_TRAIN_ARGS", "EXTRA_EVAL_ARGS"):  # unset, as `make demo` meets them
+        env.pop(name, None)
     done = subprocess.run(["bash", "training/demo.sh"], cwd=REPO, env=env, capture_output=True, text=True,
                           timeout=1200)
     assert done.returncode == 0, done.stderr[-4000:]

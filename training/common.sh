@@ -148,6 +148,7 @@ zemi_train() {
     local run_dir="$OUTPUT_SRC_ROOT/p3_finetuning/$run" flags
     mapfile -t flags < <(zemi_preset_flags; zemi_list_flag --dataset_dir_names TRAIN_MIXTURE; zemi_flags \
         --model_size size --seed seed --dataset_root_path AUG_DATA_ROOT --num_train_epochs EPOCHS \
+        --max_train_steps MAX_TRAIN_STEPS \
         --learning_rate LR --gradient_accumulation_steps GRAD_ACCUM --per_device_eval_batch_size EVAL_BS \
         --max_length MAX_LENGTH --aug_max_length AUG_MAX_LENGTH --target_max_length TARGET_MAX_LENGTH \
         --sample_n SAMPLE_N --warmup_ratio WARMUP_RATIO --lr_scheduler_type LR_SCHEDULER --weight_decay WEIGHT_DECAY \
@@ -156,7 +157,7 @@ zemi_train() {
         --perceiver_config "$(zemi_size_variable PERCEIVER_CONFIG_BASE PERCEIVER_CONFIG_LARGE "$size")")
     # shellcheck disable=SC2086
     zemi_launch zemi train "${flags[@]}" --output_dir "$run_dir" --mixed_precision "$MIXED_PRECISION" \
-        --resume_from_checkpoint latest "$@" $EXTRA_TRAIN_ARGS
+        --resume_from_checkpoint latest "$@" ${EXTRA_TRAIN_ARGS:-}
     [ "$MACHINE_RANK" -ne 0 ] || zemi_plot "$run_dir" "$run_dir"
 }
 
@@ -178,7 +179,7 @@ zemi_evaluate() {
     # shellcheck disable=SC2086
     zemi_launch zemi eval "${flags[@]}" --model_name_or_path "$OUTPUT_SRC_ROOT/p3_finetuning/$run" \
         --saved_model_step -1 --output_dir "$OUTPUT_SRC_ROOT/eval/$run" --mixed_precision "$MIXED_PRECISION" \
-        $EXTRA_EVAL_ARGS
+        ${EXTRA_EVAL_ARGS:-}
 }
 
 # zemi_train_and_evaluate METHOD SIZE [method flags...]: for each of SEEDS, train (unless SKIP_TRAIN) and evaluate.
