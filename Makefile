@@ -23,9 +23,10 @@ $(STAMP): requirements.txt pyproject.toml
 	$(PY) -m pip install -q --no-deps --no-build-isolation -e .
 	touch $(STAMP)
 
-# Everything CI runs (the unit and e2e tiers), on TEST_WORKERS pytest workers (whole modules each).
+# Everything CI runs (the unit and e2e tiers), on TEST_WORKERS pytest workers: whole modules each, in the order
+# tests/conftest.py gives them (the longest first), not xdist's (the most tests first).
 test: $(STAMP)
-	$(PY) -m pytest -n $(TEST_WORKERS) --dist loadfile $(PYTEST_ARGS)
+	$(PY) -m pytest -n $(TEST_WORKERS) --dist loadgroup --no-loadscope-reorder $(PYTEST_ARGS)
 
 # The unit tier only: about a minute.
 test-fast: $(STAMP)

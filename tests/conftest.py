@@ -25,10 +25,13 @@ if os.environ.get("PYTEST_XDIST_WORKER"):
     torch.set_num_threads(1)
     os.environ.setdefault("CPU_THREADS", "1")  # the training scripts' threads per process (training/common.sh)
 
-# The modules that run longest start first, so that the two workers end together rather than one waiting on the
-# reduced demo at the end; the others keep their order.
-LONGEST_FIRST = ("test_demo_pipeline", "test_scripts", "test_training_smoke", "test_multinode", "test_interrupted_runs",
-                 "test_benchmarks", "test_learning", "test_packaging", "test_first_hour", "test_evaluation_outputs")
+# Under `make test` (--dist loadgroup --no-loadscope-reorder) a worker takes a whole group: a module, or the modules
+# that read the same session fixtures (the one-epoch No Aug runs), so those run once. The groups that run longest
+# start first, so that the two workers end together rather than one waiting on the reduced demo at the end.
+SHARED_GROUPS = {"test_training_smoke": "no_aug_runs", "test_multinode": "no_aug_runs",
+                 "test_accumulation": "no_aug_runs"}
+LONGEST_FIRST = ("test_demo_pipeline", "no_aug_runs", "test_scripts", "test_interrupted_runs", "test_first_hour",
+                 "test_packaging", "test_benchmarks", "test_evaluation_outputs", "test_learning")
 
 TIERS = ("unit", "e2e")  # every test module declares one: `pytestmark = pytest.mark.unit` (or e2e, or a list)
 
@@ -64,7 +67,10 @@ def pytest_collection_modifyitems(config, items):
         if item.get_closest_marker("gpu") and not cuda:
             item.add_marker(pytest.mark.skip(reason="needs a CUDA device"))
     rank = {name: number for number, name in enumerate(LONGEST_FIRST)}
-    items.sort(key=lambda item: rank.get(item.path.stem, len(rank)))  # stable: within a module, the written order
+    for item in items:
+        item.add_marker(pytest.mark.xdist_group(SHARED_GROUPS.get(item.path.stem, item.path.stem)))
+    # stable: within a group, the modules' and tests' written order
+    items.sort(key=lambda item: rank.get(SHARED_GROUPS.get(item.path.stem, item.path.stem), len(rank)))
 
 
 @pytest.fixture(scope="module")
