@@ -101,8 +101,9 @@ def test_two_processes_killed_and_resumed_end_as_if_uninterrupted(tmp_path, no_a
                                                                   backbone_without_dropout, data_root):
     run_dir = tmp_path / "run"
     flags = one_epoch_no_aug_flags(backbone_without_dropout, data_root, run_dir, batch=2)
+    # The second process lags by 2 s at every state save: the state is published only once it has written its part.
     killed = launch("zemi.multi_task_fine_tune_baseline", flags, processes=2,
-                    env=subprocess_env(ZEMI_CRASH_AT="step:6"))
+                    env=subprocess_env(ZEMI_CRASH_AT="step:6", ZEMI_SLOW_AT="state_save:2"))
     assert killed.returncode != 0  # accelerate launch reports its killed children as a failure
     state = run_dir / "checkpoints" / "step_4"
     # Each process's part of the state (here its RNG states) is in the one published directory.

@@ -31,7 +31,7 @@ from zemi.data.collate import LABEL_PAD
 from zemi.data.mixture import load_training_mixture
 from zemi.data.processing import Featurizer, MaxLengths
 from zemi.data.tokenized import EpochSampler, tokenize
-from zemi.faults import crash_point
+from zemi.faults import crash_point, slow_point
 from zemi.io import publish, recover_interrupted_writes, step_entries, temporary_sibling, write_csv_atomic, \
     write_json_atomic
 from zemi.models.registry import build_model
@@ -219,7 +219,9 @@ class Trainer:
         if accelerator.is_main_process:
             final.parent.mkdir(parents=True, exist_ok=True)
         accelerator.wait_for_everyone()
+        slow_point("state_save")
         accelerator.save_state(str(tmp))
+        accelerator.wait_for_everyone()  # every process's part (its RNG states) is written before the rename
         if accelerator.is_main_process:
             (tmp / "trainer_state.json").write_text(json.dumps(asdict(self.state), indent=2))
             crash_point("state_write")
