@@ -23,14 +23,17 @@ $(STAMP): requirements.txt pyproject.toml
 	$(PY) -m pip install -q --no-deps --no-build-isolation -e .
 	touch $(STAMP)
 
-# Everything CI runs (the unit and e2e tiers), on TEST_WORKERS pytest workers: whole modules each, in the order
-# tests/conftest.py gives them (the longest first), not xdist's (the most tests first).
+# On TEST_WORKERS pytest workers: whole modules each, in the order tests/conftest.py gives them (the longest
+# first), not xdist's (the most tests first).
+WORKERS := -n $(TEST_WORKERS) --dist loadgroup --no-loadscope-reorder
+
+# Everything CI runs (the unit and e2e tiers).
 test: $(STAMP)
-	$(PY) -m pytest -n $(TEST_WORKERS) --dist loadgroup --no-loadscope-reorder $(PYTEST_ARGS)
+	$(PY) -m pytest $(WORKERS) $(PYTEST_ARGS)
 
 # The unit tier only: about a minute.
 test-fast: $(STAMP)
-	$(PY) -m pytest -m unit $(PYTEST_ARGS)
+	$(PY) -m pytest -m unit $(WORKERS) $(PYTEST_ARGS)
 
 demo: $(STAMP)
 	bash ./training/demo.sh
