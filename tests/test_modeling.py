@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import logging
+
 import pytest
 import torch
+from safetensors.torch import load_file, save_file
 from transformers import T5Config
 
-from tests.helpers import random_batch, tiny_perceiver_config, tiny_t5_config
+from tests.helpers import logged, random_batch, tiny_perceiver_config, tiny_t5_config
 from zemi.modeling_t5 import (
     ARCHITECTURES,
     CheckpointMismatchError,
@@ -228,6 +231,47 @@ def test_frozen_aug_encoder_ablation_starts_as_a_frozen_copy(tiny_t5_dir):
     model.train()(**random_batch()).loss.backward()
     assert all(p.grad is None for p in model.frozen_encoder.parameters())
     assert model.encoder.block[0].layer[0].SelfAttention.q.weight.grad is not None
+
+
+@pytest.mark.parametrize("architecture", [ZEMI, "SharedEncoderDecoder_MultiAug_FrozenAugEncoder"])
+def test_zemi_from_a_t5_checkpoint_says_in_one_line_which_modules_are_new(tiny_t5_dir, architecture):
+    """The fusion modules are missing from a T5 checkpoint by design: one line counts them, in place of
+    transformers' table of every tensor (27 lines of MISSING in a job's log at the tiny size, more at base)."""
+    with logged("transformers", logging.INFO) as library, logged("zemi.models", logging.INFO) as ours:
+        build_model(architecture, tiny_t5_dir, tiny_perceiver_config())
+    assert not any("LOAD REPORT" in message for message in library), library
+    [line] = [message for message in ours if "every T5 weight loaded" in message]
+    assert "perceiver_resampler (15 tensors), xattn_stack (11 tensors)" in line, line
+    assert ("frozen_encoder copied from the encoder" in line) == (architecture != ZEMI), line
+
+
+def test_a_t5_checkpoint_missing_one_of_its_own_weights_keeps_transformers_report(tiny_t5_dir, tmp_path):
+    """Anything missing besides the new modules is transformers' full report, the missing T5 weight named in it."""
+    for name in ("config.json", "generation_config.json"):
+        if (tiny_t5_dir / name).exists():
+            (tmp_path / name).write_bytes((tiny_t5_dir / name).read_bytes())
+    weights = load_file(tiny_t5_dir / "model.safetensors")
+    del weights["decoder.final_layer_norm.weight"]
+    save_file(weights, tmp_path / "model.safetensors", metadata={"format": "pt"})
+    with logged("transformers", logging.INFO) as library, logged("zemi.models", logging.INFO) as ours:
+        build_model(ZEMI, tmp_path, tiny_perceiver_config())
+    [report] = [message for message in library if "LOAD REPORT" in message]
+    assert "decoder.final_layer_norm.weight" in report and "perceiver_resampler" in report, report
+    assert not any("every T5 weight loaded" in message for message in ours), ours
+
+
+def test_a_failed_load_still_writes_transformers_report(tiny_t5_dir, tmp_path):
+    """Messages are held back only until the load ends: when it fails, the report that explains why comes out."""
+    for name in ("config.json", "generation_config.json"):
+        if (tiny_t5_dir / name).exists():
+            (tmp_path / name).write_bytes((tiny_t5_dir / name).read_bytes())
+    weights = load_file(tiny_t5_dir / "model.safetensors")
+    weights["decoder.final_layer_norm.weight"] = torch.ones(3)  # another shape than the model's
+    save_file(weights, tmp_path / "model.safetensors", metadata={"format": "pt"})
+    with logged("transformers", logging.INFO) as library, pytest.raises(RuntimeError, match="ignore_mismatched"):
+        build_model(ZEMI, tmp_path, tiny_perceiver_config())
+    [report] = [message for message in library if "LOAD REPORT" in message]
+    assert "decoder.final_layer_norm.weight" in report, report
 
 
 # --- configuration errors -----------------------------------------------------------------------------------------

@@ -174,6 +174,13 @@ def setup_logging(accelerator: Any = None, *, level: int = logging.INFO) -> None
         logging.getLogger().setLevel(logging.ERROR)
     for name in CHATTY_LIBRARIES:
         logging.getLogger(name).setLevel(logging.WARNING)
+    if "transformers" in sys.modules:  # every entry point that loads a model imports it before this call
+        from transformers.utils import logging as transformers_logging
+
+        # transformers writes through a handler of its own ("[transformers] ..."), and also hands each message on
+        # to ours where the CI environment variable is set: once each, in our format
+        transformers_logging.disable_default_handler()
+        transformers_logging.enable_propagation()
     if not on_terminal():
         library_progress_bars_off()
 

@@ -156,6 +156,9 @@ class T5ForConditionalGenerationMultiAug(DocumentFusedT5):
     slots (`aug_exist_idx` 1). With the gates at 0 (fresh model) the output is exactly the backbone T5's.
     """
 
+    # What a T5 checkpoint does not hold: built fresh (the fusion modules) or copied after loading (frozen_encoder)
+    modules_not_in_t5 = ("perceiver_resampler", "xattn_stack", "frozen_encoder")
+
     config_class = ZemiConfig  # model_type "zemi": AutoModelForSeq2SeqLM loads a saved Zemi as Zemi
 
     def __init__(self, config: T5Config, perceiver_xattn_config: PerceiverXattnConfig | None = None):
@@ -186,9 +189,9 @@ class T5ForConditionalGenerationMultiAug(DocumentFusedT5):
 
     @classmethod
     def from_pretrained(cls, *args: Any, **kwargs: Any) -> T5ForConditionalGenerationMultiAug:
-        model = super().from_pretrained(*args, **kwargs)
-        model.apply_freezing()  # loading replaces parameters, and with them their requires_grad flags
-        return model
+        loaded = super().from_pretrained(*args, **kwargs)  # (model, loading info) with output_loading_info=True
+        (loaded[0] if isinstance(loaded, tuple) else loaded).apply_freezing()  # loading replaces parameters, and
+        return loaded  # with them their requires_grad flags
 
     def _init_weights(self, module: nn.Module) -> None:
         # Called by transformers for modules that a checkpoint did not provide: the fusion modules keep their own

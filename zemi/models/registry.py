@@ -4,9 +4,12 @@ config, or from a checkpoint directory. Fusion settings arrive here resolved (`f
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import dataclasses
+import logging
 import os
+from collections import Counter
 from dataclasses import dataclass
 from typing import Any, Mapping
 
@@ -25,6 +28,8 @@ from zemi.models.modeling_t5 import (
     T5WithOwnLMHead,
     DocumentFusedT5,
 )
+
+logger = logging.getLogger(__name__)
 
 __all__ = ["ARCHITECTURES", "Architecture", "build_model", "fusion_for", "fusion_from_json", "fusion_from_values",
            "get_architecture", "model_config_for", "model_from_config"]
@@ -132,7 +137,57 @@ def build_model(
     fusion = fusion_for(architecture, perceiver_config)
     config = model_config_for(architecture, config, fusion)
     fusion_args = (fusion,) if arch.needs_perceiver_config else ()
-    model = arch.model_class.from_pretrained(model_name_or_path, *fusion_args, config=config, **from_pretrained_kwargs)
+    with _loading_messages_held() as held:
+        model, info = arch.model_class.from_pretrained(model_name_or_path, *fusion_args, config=config,
+                                                       output_loading_info=True, **from_pretrained_kwargs)
     if isinstance(model, T5ForConditionalGenerationMultiAug) and saved is None:
         model.copy_encoder_to_frozen_encoder()  # a plain T5 backbone: the document encoder starts as its copy
+        _summarise_new_modules(model, model_name_or_path, info, held)
+    held.release()
     return model
+
+
+class _HeldMessages(logging.Filter):
+    """transformers' loading messages, kept back until the load has ended (all of them go out if it fails)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.records: list[logging.LogRecord] = []
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        self.records.append(record)
+        return False
+
+    def release(self) -> None:
+        for record in self.records:
+            logging.getLogger(record.name).handle(record)
+        self.records = []
+
+
+@contextlib.contextmanager
+def _loading_messages_held():
+    source = logging.getLogger("transformers.modeling_utils")
+    held = _HeldMessages()
+    source.addFilter(held)
+    try:
+        yield held
+    except BaseException:
+        source.removeFilter(held)
+        held.release()  # transformers' report is what explains its error
+        raise
+    source.removeFilter(held)
+
+
+def _summarise_new_modules(model: T5ForConditionalGenerationMultiAug, source: str | os.PathLike,
+                           info: Mapping[str, Any], held: _HeldMessages) -> None:
+    """Zemi built from a T5 checkpoint: the modules T5 does not have are missing from it by design. One line says
+    so, in place of transformers' table of their tensors; anything else missing, unexpected or of another shape
+    keeps transformers' report."""
+    new = Counter(key.split(".")[0] for key in info["missing_keys"])
+    if not new or not set(new) <= set(model.modules_not_in_t5) or info["unexpected_keys"] or info["mismatched_keys"]:
+        return
+    held.records = [record for record in held.records if "LOAD REPORT" not in record.getMessage()]
+    fresh = ", ".join(f"{name} ({count} tensors)" for name, count in sorted(new.items()) if name != "frozen_encoder")
+    copied = "; frozen_encoder copied from the encoder" if "frozen_encoder" in new else ""
+    logger.info("%s: every T5 weight loaded; new, as at the start of the authors' training: %s%s", source, fresh,
+                copied)
