@@ -156,6 +156,25 @@ def test_a_changed_checkpoint_or_template_is_refused_naming_it(tmp_path, backbon
         evaluate_main(command(run, [str(template)], tmp_path / "out2"))
 
 
+def test_a_copy_of_the_same_data_with_new_file_times_resumes(tmp_path, backbone_dir, data_root):
+    """The template copied in again (new file times, as `cp` without -p, rsync without -t or a download give): the
+    rerun keeps every row and file; a rewrite with other content is refused (the test above)."""
+    run = write_run_dir(tmp_path / "run", backbone_dir, steps=(1,))
+    source = data_root / "weather_effect" / "weather_effect_plain"
+    template = tmp_path / "data" / "weather_effect" / "weather_effect_plain"
+    shutil.copytree(source, template)  # copy2: the fixture's file times
+    evaluate_main(command(run, [str(template)], tmp_path / "out"))
+    written = {p: p.stat().st_mtime_ns for p in (tmp_path / "out" / "predictions").rglob("*.json")}
+    rows = results(tmp_path / "out")["results"]
+    shutil.rmtree(template)
+    shutil.copytree(source, template, copy_function=shutil.copyfile)
+    assert all(a.stat().st_mtime_ns != b.stat().st_mtime_ns for a, b in zip(sorted(source.rglob("*.arrow")),
+                                                                          sorted(template.rglob("*.arrow"))))
+    evaluate_main(command(run, [str(template)], tmp_path / "out"))
+    assert written and {p: p.stat().st_mtime_ns for p in written} == written  # reused, not recomputed
+    assert results(tmp_path / "out")["results"] == rows
+
+
 def test_a_rerun_with_the_same_settings_resumes_and_equals_a_fresh_directory(tmp_path, backbone_dir, data_root):
     """Step 1 evaluated first, then the whole sweep into the same directory: step 1's rows and files are kept as
     they are, step 2's added, and the directory equals one evaluated in one go."""

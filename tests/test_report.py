@@ -322,6 +322,24 @@ def test_what_makes_a_method_may_differ_and_padding_or_template_files_are_marked
     assert "document_padding" in table["fid"]["footnotes"]["row"][0]
 
 
+def test_template_files_are_compared_by_their_data_fingerprint_where_recorded(tmp_path):
+    """The same data at other paths (a copy on another machine: the same fingerprint) is not marked; other data
+    under the same path (another fingerprint) is."""
+    def evaluated(run: str, root: str, fingerprint: str) -> Path:
+        items = [Template("copa", t, [0, 1] * 50, [0, 1] * 50, template_path=f"{root}/copa/{t}",
+                          extra={"data_fingerprint": f"{fingerprint}{t}"}) for t in ("a", "b")]
+        return write_eval_dir(tmp_path / run, run, items, settings=settings_for("T5", document_padding="max_length"))
+
+    here, there = evaluated("no_aug", "/data/30aug", "f"), evaluated("concat", "/scratch/copy/30aug", "f")
+    write_report([here, there], tmp_path / "copy")
+    assert "†" not in (tmp_path / "copy" / "table1.md").read_text()
+    rebuilt = evaluated("fid", "/data/30aug", "g")
+    write_report([here, rebuilt], tmp_path / "rebuilt")
+    [footnote] = [line for line in (tmp_path / "rebuilt" / "table1.md").read_text().splitlines()
+                  if line.startswith("- †")]
+    assert "copa/a read from different data" in footnote and "fingerprint fa" in footnote and "fingerprint ga" in footnote
+
+
 def test_files_without_raw_example_keys_are_resampled_template_by_template_and_the_report_says_so(tmp_path):
     keyed = method_dir(tmp_path, "zemi", {"copa": 0.7}, architecture=ZEMI, documents_read=5)
     older = write_eval_dir(tmp_path / "older", "no_aug", [predictions("copa", t, correctness(0, 0.5)) for t in "ab"],

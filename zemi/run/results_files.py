@@ -58,12 +58,12 @@ def files_fingerprint(path: Path) -> str:
 
 
 def data_fingerprint(dataset: Dataset) -> str:
-    """A template's identity: its validation split's row count and the size and modification time of its Arrow
-    files (rewriting the template with save_to_disk changes them); the datasets fingerprint for one without files."""
+    """A template's identity: its validation split's row count, the datasets fingerprint saved with it (state.json;
+    a hash of the content it was built from and of the transforms that made it, on which the tokenised-data cache
+    keys too) and the sizes of its Arrow files. A copy on another disk or machine has the same; rewriting the
+    template with other content gives another (file times are left out: a copy has new ones)."""
     files = [Path(entry["filename"]) for entry in dataset.cache_files]
-    if not files:
-        return _digest([str(len(dataset)), dataset._fingerprint])
-    return _digest([str(len(dataset))] + [_stat(item, item.name) for item in files])
+    return _digest([str(len(dataset)), dataset._fingerprint] + [f"{item.name}:{item.stat().st_size}" for item in files])
 
 
 def tokenizer_fingerprint(tokenizer) -> str:

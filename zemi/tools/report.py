@@ -270,7 +270,8 @@ def check_comparable(report: Report) -> None:
 
 
 def _mark_template_files(report: Report) -> None:
-    """A footnote on a task whose template (by name) was read from other files by different methods."""
+    """A footnote on a task whose template (by name) was read from other data by different methods: other data
+    fingerprints (a copy of the same files elsewhere has the same), or other paths where none was recorded."""
     for task in report.tasks:
         read: dict[str, dict[str, set]] = defaultdict(lambda: defaultdict(set))
         for row in report.rows:
@@ -281,9 +282,9 @@ def _mark_template_files(report: Report) -> None:
                             files = (result.get("template_path"), result.get("data_fingerprint"))
                             read[result["template"]][row.method].add(files)
         differing = {template: methods for template, methods in sorted(read.items())
-                     if len({files for found in methods.values() for files in found}) > 1}
+                     if len({fingerprint or path for found in methods.values() for path, fingerprint in found}) > 1}
         if differing:
-            text = "; ".join(f"{task}/{template} read from different files: "
+            text = "; ".join(f"{task}/{template} read from different data: "
                              + ", ".join(f"{method} {_files(found)}" for method, found in methods.items())
                              for template, methods in differing.items())
             rows = [row for row in report.rows if any(row.method in methods for methods in differing.values())]
