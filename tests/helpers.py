@@ -123,6 +123,20 @@ def run_command_here(args: list[str], capfd) -> subprocess.CompletedProcess:
     return subprocess.CompletedProcess([sys.executable, "-m", "zemi", *args], code, out, err)
 
 
+def run_entry_here(main, argv: list[str], capsys) -> tuple[int, str, str]:
+    """An entry point's `main` run as its console script runs it (`zemi.cli.run_entry`: errors become an `error:`
+    line and status 2), in this process: its exit status and what it printed."""
+    from zemi.cli import run_entry
+
+    try:
+        run_entry(main, argv)
+        code = 0
+    except SystemExit as stop:
+        code = stop.code
+    captured = capsys.readouterr()
+    return code, captured.out, captured.err
+
+
 def write_run_dir(path: Path, backbone: Path, *, architecture: str = "T5", steps=(1,), file_form: bool = False,
                   perceiver: dict | None = None) -> Path:
     """A run directory as training (directories) or the authors' downloads (`torch.save` files) leave it."""

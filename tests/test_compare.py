@@ -10,7 +10,7 @@ import pytest
 
 from tests.evaluation_files import (ZEMI, Template, from_template_dir, gold_of, settings_for, write_eval_dir,
                                     wrong_of)
-from zemi.cli import run_entry
+from tests.helpers import run_entry_here
 from zemi.tools.compare import main
 
 pytestmark = pytest.mark.unit
@@ -96,13 +96,12 @@ def test_chosen_steps_and_what_cannot_be_compared(runs, tmp_path, capsys):
     no_aug, zemi = runs
     printed = main([str(no_aug), str(zemi), "--step_b", "1", "--examples", "0"])
     assert "step_1, reads 2 documents" in printed and "## fruit_taste" not in printed  # no example asked for
-    code = _exit_code(lambda: run_entry(main, [str(no_aug), str(zemi), "--step_b", "7"]))
-    err = capsys.readouterr().err
+    code, _, err = run_entry_here(main, [str(no_aug), str(zemi), "--step_b", "7"], capsys)
     assert code == 2 and "--step_b 7" in err and "[1, 2]" in err
     legacy = write_eval_dir(tmp_path / "legacy", "old", [Template("fruit_taste", "fruit_taste_plain", [0], [0])],
                             legacy=True)
-    code = _exit_code(lambda: run_entry(main, [str(no_aug), str(legacy)]))
-    assert code == 2 and str(legacy) in capsys.readouterr().err
+    code, _, err = run_entry_here(main, [str(no_aug), str(legacy)], capsys)
+    assert code == 2 and str(legacy) in err
 
 
 def test_predictions_on_other_data_are_refused(runs, tmp_path, capsys):
@@ -111,14 +110,6 @@ def test_predictions_on_other_data_are_refused(runs, tmp_path, capsys):
     other = [Template(r["task"], r["template"], [1 - g for g in json.loads((no_aug / r["predictions"]).read_text())
                                                  ["gold"]], [0] * r["num_examples"]) for r in rows]
     elsewhere = write_eval_dir(tmp_path / "elsewhere", "elsewhere", other)
-    code = _exit_code(lambda: run_entry(main, [str(no_aug), str(elsewhere)]))
-    err = capsys.readouterr().err
+    code, _, err = run_entry_here(main, [str(no_aug), str(elsewhere)], capsys)
     assert code == 2 and "gold answer" in err and str(no_aug) in err and str(elsewhere) in err
 
-
-def _exit_code(call) -> int:
-    try:
-        call()
-    except SystemExit as stop:
-        return stop.code
-    return 0
