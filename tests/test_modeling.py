@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import logging
+import shutil
+from pathlib import Path
+from typing import Callable
 
 import pytest
 import torch
@@ -233,6 +236,14 @@ def test_frozen_aug_encoder_ablation_starts_as_a_frozen_copy(tiny_t5_dir):
     assert model.encoder.block[0].layer[0].SelfAttention.q.weight.grad is not None
 
 
+def edited_checkpoint(source: Path, target: Path, edit: Callable[[dict], object]) -> None:
+    """`source`'s checkpoint directory written to `target` with its weights changed by `edit`."""
+    shutil.copytree(source, target, dirs_exist_ok=True)
+    weights = load_file(source / "model.safetensors")
+    edit(weights)
+    save_file(weights, target / "model.safetensors", metadata={"format": "pt"})
+
+
 @pytest.mark.parametrize("architecture", [ZEMI, "SharedEncoderDecoder_MultiAug_FrozenAugEncoder"])
 def test_zemi_from_a_t5_checkpoint_says_in_one_line_which_modules_are_new(tiny_t5_dir, architecture):
     """The fusion modules are missing from a T5 checkpoint by design: one line counts them, in place of
@@ -247,12 +258,7 @@ def test_zemi_from_a_t5_checkpoint_says_in_one_line_which_modules_are_new(tiny_t
 
 def test_a_t5_checkpoint_missing_one_of_its_own_weights_keeps_transformers_report(tiny_t5_dir, tmp_path):
     """Anything missing besides the new modules is transformers' full report, the missing T5 weight named in it."""
-    for name in ("config.json", "generation_config.json"):
-        if (tiny_t5_dir / name).exists():
-            (tmp_path / name).write_bytes((tiny_t5_dir / name).read_bytes())
-    weights = load_file(tiny_t5_dir / "model.safetensors")
-    del weights["decoder.final_layer_norm.weight"]
-    save_file(weights, tmp_path / "model.safetensors", metadata={"format": "pt"})
+    edited_checkpoint(tiny_t5_dir, tmp_path, lambda weights: weights.pop("decoder.final_layer_norm.weight"))
     with logged("transformers", logging.INFO) as library, logged("zemi.models", logging.INFO) as ours:
         build_model(ZEMI, tmp_path, tiny_perceiver_config())
     [report] = [message for message in library if "LOAD REPORT" in message]
@@ -262,12 +268,8 @@ def test_a_t5_checkpoint_missing_one_of_its_own_weights_keeps_transformers_repor
 
 def test_a_failed_load_still_writes_transformers_report(tiny_t5_dir, tmp_path):
     """Messages are held back only until the load ends: when it fails, the report that explains why comes out."""
-    for name in ("config.json", "generation_config.json"):
-        if (tiny_t5_dir / name).exists():
-            (tmp_path / name).write_bytes((tiny_t5_dir / name).read_bytes())
-    weights = load_file(tiny_t5_dir / "model.safetensors")
-    weights["decoder.final_layer_norm.weight"] = torch.ones(3)  # another shape than the model's
-    save_file(weights, tmp_path / "model.safetensors", metadata={"format": "pt"})
+    edited_checkpoint(tiny_t5_dir, tmp_path,  # another shape than the model's
+                      lambda weights: weights.update({"decoder.final_layer_norm.weight": torch.ones(3)}))
     with logged("transformers", logging.INFO) as library, pytest.raises(RuntimeError, match="ignore_mismatched"):
         build_model(ZEMI, tmp_path, tiny_perceiver_config())
     [report] = [message for message in library if "LOAD REPORT" in message]

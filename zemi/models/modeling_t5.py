@@ -190,8 +190,9 @@ class T5ForConditionalGenerationMultiAug(DocumentFusedT5):
     @classmethod
     def from_pretrained(cls, *args: Any, **kwargs: Any) -> T5ForConditionalGenerationMultiAug:
         loaded = super().from_pretrained(*args, **kwargs)  # (model, loading info) with output_loading_info=True
-        (loaded[0] if isinstance(loaded, tuple) else loaded).apply_freezing()  # loading replaces parameters, and
-        return loaded  # with them their requires_grad flags
+        model = loaded[0] if isinstance(loaded, tuple) else loaded
+        model.apply_freezing()  # loading replaces parameters, and with them their requires_grad flags
+        return loaded
 
     def _init_weights(self, module: nn.Module) -> None:
         # Called by transformers for modules that a checkpoint did not provide: the fusion modules keep their own
